@@ -1,0 +1,57 @@
+"""The one exception tree of eventfwd.
+
+    EventForwarderError
+     ├── ConfigError           a setting is missing, malformed or unknown (names the variable)
+     ├── InvalidEvent          an event broke Moloco's schema or rules (carries every FieldError)
+     ├── EnqueueError          the ledger could not accept an event (Redis unreachable, spool full)
+     └── LedgerError           a ledger script answered something it must never answer
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EventForwarderError(Exception):
+    """Root of every error eventfwd raises on purpose."""
+
+
+class ConfigError(EventForwarderError):
+    """A setting is missing, malformed or unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One broken rule: where (dotted path), which rule (a stable code) and a sentence."""
+
+    path: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<event>'}: {self.message} [{self.rule}]"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "rule": self.rule, "message": self.message}
+
+
+class InvalidEvent(EventForwarderError, ValueError):
+    """An event was refused; `errors` lists every broken rule, `str()` shows them all."""
+
+    def __init__(self, errors: list[FieldError], *, index: int | None = None) -> None:
+        self.errors = list(errors)
+        self.index = index
+        where = f"event #{index}" if index is not None else "event"
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"invalid {where} ({len(self.errors)} error(s)):\n{lines}")
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [e.as_dict() for e in self.errors]
+
+
+class EnqueueError(EventForwarderError):
+    """The event could not be stored durably; nothing was enqueued."""
+
+
+class LedgerError(EventForwarderError):
+    """A ledger script returned an answer outside its contract."""

@@ -1,0 +1,56 @@
+"""The Redis key layout, in one place.
+
+Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib.lua`;
+`tests/unit/test_keys.py` holds the two in step.
+
+    {p}:ev:{id}          hash   the envelope: body, platform, state, attempts, timestamps, history
+    {p}:sched:{platform} zset   id -> next action ms (due time, lease deadline or republish deadline)
+    {p}:platforms        set    every platform that ever had a schedule
+    {p}:dead             zset   id -> dead_at ms (the envelope keeps state "dead" and the reason)
+    {p}:done:{id}        string short-lived "delivered" marker that stops duplicate sends
+    {p}:stats            hash   fleet-wide counters (delivered, retried, dead:<reason>, ...)
+    {p}:seq              string message sequence for unique Celery delivery tags
+    {p}:circuit:{platform} hash the platform's circuit breaker
+    {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate
+    {queue}              list   the Celery (kombu) queue the messages go to
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}:ev:{event_id}"
+
+    def sched(self, platform_id: str) -> str:
+        return f"{self.prefix}:sched:{platform_id}"
+
+    @property
+    def platforms(self) -> str:
+        return f"{self.prefix}:platforms"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    def done(self, event_id: str) -> str:
+        return f"{self.prefix}:done:{event_id}"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.prefix}:seq"
+
+    def circuit(self, platform_id: str) -> str:
+        return f"{self.prefix}:circuit:{platform_id}"
+
+    def rate(self, platform_id: str) -> str:
+        return f"{self.prefix}:rate:{platform_id}"

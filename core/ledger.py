@@ -1,0 +1,243 @@
+"""The ledger: every state change of an event, each one atomic Lua script (see `core/lua/`).
+
+The scripts are loaded once per client (redis-py's `Script` re-sends a script Redis forgot, for
+example after a restart) and each method here checks the answer it gets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from core import tasks
+from core.errors import LedgerError
+from core.keys import Keys
+from core.settings import Settings
+
+# Enqueue outcomes, one per event.
+ACCEPTED, DUPLICATE, ALREADY_DELIVERED = 1, 0, 2
+
+# ids that the pump may republish even with this many messages already waiting in the queue.
+QUEUE_HIGH_WATER = 1_000
+PUMP_LIMIT_PER_PLATFORM = 1_000
+
+
+@cache
+def _source(name: str) -> str:
+    folder = resources.files("core") / "lua"
+    return (folder / "_lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim` answered: `status` is 'ok' or why the event was not handed out."""
+
+    status: str
+    body: str = ""
+    platform_id: str = ""
+    attempts: int = 0
+    enqueued_ms: int = 0
+    event_ms: int = 0
+    replays: int = 0
+    probe: bool = False
+    due_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PumpResult:
+    published: int = 0
+    reaped: int = 0
+    poisoned: int = 0
+    probes: int = 0
+
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Ledger:
+    """Atomic transitions of the event state machine (DESIGN.md §3)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._p = settings.key_prefix
+        self._lease_ms = int(settings.lease_s * 1000)
+        self._rates = ",".join(
+            f"{key}={o.rate_limit_per_s}"
+            for key, o in settings.platforms.items()
+            if o.rate_limit_per_s is not None
+        )
+        self._scripts = {
+            name: client.register_script(_source(name))
+            for name in ("enqueue", "claim", "ack", "reschedule", "dead", "pump", "replay", "purge")
+        }
+
+    def _run(self, name: str, args: Sequence[Any]) -> Any:
+        return self._scripts[name](keys=[], args=list(args))
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def enqueue(self, events: Sequence[tuple[str, str, str, int]]) -> list[int]:
+        """Store (id, platform, body, event_ms) tuples and publish their ids; one round trip."""
+        args: list[Any] = [self._p, self.settings.queue, tasks.DELIVER, self._lease_ms]
+        args.append(self.settings.batch_size)
+        for event_id, platform_id, body, event_ms in events:
+            args += (event_id, platform_id, body, event_ms)
+        result = self._run("enqueue", args)
+        if len(result) != len(events):
+            raise LedgerError(f"enqueue answered {len(result)} results for {len(events)} events")
+        return [int(r) for r in result]
+
+    # -- worker side -----------------------------------------------------------------------
+
+    def claim(self, event_id: str, token: str) -> Claim:
+        """Take `event_id` under a lease held by `token`, or learn why not."""
+        r = self._run(
+            "claim",
+            [self._p, event_id, token, self._lease_ms, self.settings.rate_limit_per_s, self._rates],
+        )
+        status = _text(r[0])
+        if status == "ok":
+            return Claim(
+                status=status,
+                body=_text(r[1]),
+                platform_id=_text(r[2]),
+                attempts=int(r[3]),
+                enqueued_ms=int(r[4]),
+                event_ms=int(r[5]),
+                replays=int(r[6]),
+                probe=bool(int(r[7])),
+            )
+        if status in ("notdue", "throttled"):
+            return Claim(status=status, due_ms=int(float(r[1])))
+        if status in ("gone", "delivered", "dead", "busy", "parked"):
+            return Claim(status=status)
+        raise LedgerError(f"claim answered {status!r}")
+
+    def ack(self, event_id: str, token: str) -> tuple[int, bool]:
+        """Record a delivery: returns (held: 1 ours / 0 not ours / -1 gone, circuit closed)."""
+        ttl_ms = int(self.settings.delivered_ttl_s * 1000)
+        held, closed = self._run("ack", [self._p, event_id, token, ttl_ms])
+        return int(held), bool(int(closed))
+
+    def reschedule(
+        self,
+        event_id: str,
+        token: str,
+        *,
+        kind: str,
+        delay_s: float,
+        status: str,
+        message: str,
+        record: dict[str, Any],
+        reason: str = "",
+        rate_per_s: float = 0.0,
+        pause_s: float = 0.0,
+    ) -> tuple[str, bool]:
+        """Put a claimed event back for later: returns (action, circuit opened).
+
+        `kind` is 'transient', 'throttled' or 'blocked'; action is 'retry', 'parked', 'dead'
+        (attempt budget spent) or 'lost' (our lease had expired; nothing changed).
+        """
+        s = self.settings
+        action, opened = self._run(
+            "reschedule",
+            [
+                self._p,
+                event_id,
+                token,
+                kind,
+                int(delay_s * 1000),
+                s.max_attempts,
+                s.circuit_failure_threshold,
+                int(s.circuit_probe_s * 1000),
+                reason,
+                status,
+                message,
+                json.dumps(record, separators=(",", ":")),
+                rate_per_s,
+                int(pause_s * 1000),
+            ],
+        )
+        action = _text(action)
+        if action not in ("retry", "parked", "dead", "lost"):
+            raise LedgerError(f"reschedule answered {action!r}")
+        return action, bool(int(opened))
+
+    def dead(
+        self,
+        event_id: str,
+        token: str,
+        *,
+        reason: str,
+        status: str,
+        message: str,
+        record: dict[str, Any] | None,
+        count_attempt: bool,
+        answered: bool,
+    ) -> bool:
+        """Move a claimed event to the dead letters; False when the lease was not ours."""
+        history = json.dumps(record, separators=(",", ":")) if record else ""
+        moved = self._run(
+            "dead",
+            [
+                self._p,
+                event_id,
+                token,
+                reason,
+                status,
+                message,
+                history,
+                int(count_attempt),
+                int(answered),
+            ],
+        )
+        return bool(int(moved))
+
+    # -- periodic and operator side --------------------------------------------------------
+
+    def pump(self) -> PumpResult:
+        """Publish due events and recover lost ones, at most the platform's rate per interval."""
+        s = self.settings
+        published, reaped, poisoned, probes, _more = self._run(
+            "pump",
+            [
+                self._p,
+                s.queue,
+                tasks.DELIVER,
+                self._lease_ms,
+                PUMP_LIMIT_PER_PLATFORM,
+                s.batch_size,
+                s.poison_threshold,
+                QUEUE_HIGH_WATER,
+                int(s.circuit_probe_s * 1000),
+                s.rate_limit_per_s,
+                int(s.pump_interval_s * 1000),
+            ],
+        )
+        return PumpResult(int(published), int(reaped), int(poisoned), int(probes))
+
+    def replay(
+        self, event_ids: Sequence[str], *, max_replays: int = 0, reasons: Sequence[str] = ()
+    ) -> tuple[int, int]:
+        """Schedule dead letters again: returns (replayed, skipped)."""
+        if not event_ids:
+            return 0, 0
+        allowed = ",".join(reasons) if reasons else "*"
+        replayed, skipped = self._run("replay", [self._p, max_replays, allowed, *event_ids])
+        return int(replayed), int(skipped)
+
+    def purge(self, event_ids: Sequence[str]) -> int:
+        """Delete dead letters; returns how many were deleted."""
+        if not event_ids:
+            return 0
+        return int(self._run("purge", [self._p, *event_ids]))

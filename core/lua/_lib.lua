@@ -1,0 +1,77 @@
+-- Shared helpers, prepended to every script by core/ledger.py (not a script of its own).
+--
+-- Key layout (mirrors core/keys.py):  {p}:ev:{id}  {p}:sched:{platform}  {p}:platforms
+--   {p}:dead  {p}:done:{id}  {p}:stats  {p}:seq  {p}:circuit:{platform}  {p}:rate:{platform}
+-- Envelope states: queued (a message is out; score = republish deadline), scheduled (score = due
+-- time), inflight (claimed; score = lease deadline), dead (not scheduled; in {p}:dead).
+if redis.replicate_commands then redis.replicate_commands() end
+
+local function key(p, kind, id)
+  if id then return p .. ':' .. kind .. ':' .. id end
+  return p .. ':' .. kind
+end
+
+-- One clock for the whole fleet: Redis's.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Celery protocol-2 message (kombu Redis transport envelope, raw JSON body) for task `task`
+-- with args [ids]. Pushed exactly where kombu's own publish would put a priority-0 message.
+local function publish(p, queue, task, ids)
+  local tag = p .. '-' .. redis.call('INCR', key(p, 'seq'))
+  local task_id = ids[1]
+  if #ids > 1 then task_id = tag end
+  local body = '[' .. cjson.encode({ids}) .. ',{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
+  local msg = cjson.encode({
+    body = body,
+    ['content-encoding'] = 'utf-8',
+    ['content-type'] = 'application/json',
+    headers = {
+      lang = 'py', task = task, id = task_id, root_id = task_id, retries = 0,
+      argsrepr = '(' .. #ids .. ' event id(s))', kwargsrepr = '{}', origin = 'eventfwd-ledger',
+      ignore_result = true,
+    },
+    properties = {
+      correlation_id = task_id, reply_to = '', delivery_mode = 2, priority = 0,
+      delivery_info = {exchange = '', routing_key = queue}, delivery_tag = tag,
+    },
+  })
+  redis.call('LPUSH', queue, msg)
+end
+
+-- Publish `ids` in messages of at most `per_msg` ids each.
+local function publish_all(p, queue, task, ids, per_msg)
+  local chunk = {}
+  for _, id in ipairs(ids) do
+    chunk[#chunk + 1] = id
+    if #chunk >= per_msg then
+      publish(p, queue, task, chunk)
+      chunk = {}
+    end
+  end
+  if #chunk > 0 then publish(p, queue, task, chunk) end
+end
+
+-- Append one JSON history record to an envelope, keeping the newest ~8 KiB.
+local function add_history(ev, record)
+  if record == nil or record == '' then return end
+  local h = redis.call('HGET', ev, 'history')
+  if h and h ~= '' then h = h .. '\n' .. record else h = record end
+  if #h > 8192 then
+    local cut = string.find(h, '\n', #h - 8192, true)
+    if cut then h = string.sub(h, cut + 1) end
+  end
+  redis.call('HSET', ev, 'history', h)
+end
+
+-- Move a claimed or parked envelope to the dead letters.
+local function to_dead(p, id, ev, platform, reason, status, message, now)
+  redis.call('HSET', ev, 'state', 'dead', 'reason', reason, 'last_status', status,
+    'last_message', message, 'dead_ms', now)
+  redis.call('HDEL', ev, 'token')
+  redis.call('ZREM', key(p, 'sched', platform), id)
+  redis.call('ZADD', key(p, 'dead'), now, id)
+  redis.call('HINCRBY', key(p, 'stats'), 'dead:' .. reason, 1)
+end

@@ -1,0 +1,37 @@
+-- enqueue: accept events into the ledger and publish their ids, in one atomic step.
+-- KEYS: none (keys are built from ARGV[1], see _lib.lua; Redis Cluster is not supported)
+-- ARGV: 1 prefix, 2 queue, 3 task name, 4 lease_ms, 5 ids per message,
+--       then 4 values per event: id, platform, body (wire JSON), event_ms
+-- Returns: one integer per event: 1 accepted, 0 already in the ledger (left untouched),
+--          2 delivered recently (done marker present, nothing written)
+local p, queue, task = ARGV[1], ARGV[2], ARGV[3]
+local lease_ms, per_msg = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local out, ready, open = {}, {}, {}
+for i = 6, #ARGV, 4 do
+  local id, platform, body, event_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local ev = key(p, 'ev', id)
+  if redis.call('EXISTS', ev) == 1 then
+    out[#out + 1] = 0
+  elseif redis.call('EXISTS', key(p, 'done', id)) == 1 then
+    out[#out + 1] = 2
+  else
+    if open[platform] == nil then
+      open[platform] = redis.call('HGET', key(p, 'circuit', platform), 'state') == 'open'
+      redis.call('SADD', key(p, 'platforms'), platform)
+    end
+    local state, score = 'queued', now + lease_ms
+    -- While the platform's circuit is open the event is parked; the pump releases it later.
+    if open[platform] then state, score = 'scheduled', now end
+    redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', state, 'attempts', 0,
+      'enqueued_ms', now, 'event_ms', event_ms)
+    redis.call('ZADD', key(p, 'sched', platform), score, id)
+    if state == 'queued' then ready[#ready + 1] = id end
+    out[#out + 1] = 1
+  end
+end
+if #ready > 0 then
+  publish_all(p, queue, task, ready, per_msg)
+  redis.call('HINCRBY', key(p, 'stats'), 'enqueued', #ready)
+end
+return out

@@ -1,0 +1,32 @@
+-- replay: give dead letters another chance, with a fresh attempt budget and the same id.
+-- Replayed events are scheduled as due now and released by the pump at the platform's rate,
+-- behind live traffic (which enqueue publishes directly), never as a flood.
+-- KEYS: none (built from ARGV[1])
+-- ARGV: 1 prefix, 2 max replays per event (0: no cap, for an operator's explicit replay),
+--       3 reasons allowed ('*' or 'a,b,c'), then the ids
+-- Returns: {replayed, skipped}
+local p, cap = ARGV[1], tonumber(ARGV[2])
+local allowed = {}
+local any = ARGV[3] == '*'
+for r in string.gmatch(ARGV[3], '[^,]+') do allowed[r] = true end
+local now = now_ms()
+local replayed, skipped = 0, 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local ev = key(p, 'ev', id)
+  local f = redis.call('HMGET', ev, 'state', 'reason', 'replays', 'platform')
+  local replays = tonumber(f[3]) or 0
+  if f[1] == 'dead' and (any or allowed[f[2]]) and (cap == 0 or replays < cap) then
+    redis.call('HSET', ev, 'state', 'scheduled', 'attempts', 0, 'replays', replays + 1,
+      'lease_expiries', 0, 'replayed_ms', now)
+    redis.call('HDEL', ev, 'reason', 'dead_ms', 'token', 'probe', 'slot_ms')
+    redis.call('ZREM', key(p, 'dead'), id)
+    redis.call('ZADD', key(p, 'sched', f[4]), now, id)
+    redis.call('SADD', key(p, 'platforms'), f[4])
+    replayed = replayed + 1
+  else
+    skipped = skipped + 1
+  end
+end
+if replayed > 0 then redis.call('HINCRBY', key(p, 'stats'), 'replayed', replayed) end
+return {replayed, skipped}

@@ -1,0 +1,127 @@
+"""Fixtures: a private redis-server, the fake Moloco sink, and real worker/beat processes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from core.settings import Settings
+from tests.support import stack
+from tests.support.redis_server import RedisServer
+
+EXAMPLES = Path(__file__).parent / "fixtures" / "moloco_examples.jsonl"
+
+
+def example_events() -> list[dict[str, Any]]:
+    """Moloco's example bodies, one per event type, with timestamps moved to now."""
+    now_ms = int(time.time() * 1000)
+    events = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+    for offset, event in enumerate(events):
+        event["timestamp"] = str(now_ms - 1000 + offset)
+    return events
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A clean database on the suite's own redis-server (restarted if a test killed it)."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def rclient(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, moloco_base_url="http://127.0.0.1:9", moloco_api_key="k")
+
+
+@pytest.fixture
+def sink() -> Iterator[Any]:
+    from worker.sink.server import SinkServer
+
+    server = SinkServer(api_key="test-key")
+    server.start()
+    yield server
+    server.stop()
+
+
+class Stack:
+    """Worker and beat processes started for one test; all stopped at its end."""
+
+    def __init__(self, redis_url: str, sink_url: str, tmp: Path) -> None:
+        self.redis_url = redis_url
+        self.sink_url = sink_url
+        self.tmp = tmp
+        self.procs: list[stack.Proc] = []
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return stack.base_env(self.redis_url, self.sink_url, **overrides)
+
+    def worker(self, name: str = "w1", concurrency: int = 2, **overrides: str) -> stack.Proc:
+        proc = stack.worker(self.env(**overrides), self.tmp, name=name, concurrency=concurrency)
+        self.procs.append(proc.start())
+        return proc
+
+    def beat(self, **overrides: str) -> stack.Proc:
+        proc = stack.beat(self.env(**overrides), self.tmp)
+        self.procs.append(proc.start())
+        return proc
+
+    def settings(self, **overrides: str) -> Settings:
+        return Settings.from_mapping(self.env(**overrides))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.log()[-4000:]}" for p in self.procs)
+
+
+@pytest.fixture
+def make_stack(
+    redis_url: str, sink: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], Stack]]:
+    stacks: list[Stack] = []
+
+    def make() -> Stack:
+        s = Stack(redis_url, sink.url, tmp_path)
+        stacks.append(s)
+        return s
+
+    yield make
+    failed = getattr(request.node, "rep_call", None)
+    for s in stacks:
+        s.stop()
+        if failed is not None and failed.failed:
+            print(s.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConfigError
+from core.settings import Settings
+
+
+def test_defaults_match_the_design() -> None:
+    s = Settings.from_mapping({})
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert (s.retry_base_s, s.max_attempts, s.circuit_failure_threshold) == (5.0, 6, 5)
+    assert (s.circuit_probe_s, s.replay_interval_s, s.max_replays) == (900.0, 900.0, 10)
+    assert (s.pump_interval_s, s.lease_s, s.rate_limit_per_s) == (1.0, 60.0, 30.0)
+    assert (s.http_timeout_s, s.key_prefix, s.strict_fields) == (10.0, "eventfwd", False)
+    assert s.max_event_age_s == 7 * 86400
+
+
+def test_durations_accept_fractions_of_a_second() -> None:
+    s = Settings.from_mapping({"EVENTFWD_RETRY_BASE_SECONDS": "0.25", "EVENTFWD_PUMP_INTERVAL_SECONDS": "0.1"})
+    assert (s.retry_base_s, s.pump_interval_s) == (0.25, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"EVENTFWD_MAX_ATTEMPTS": "many"}, "EVENTFWD_MAX_ATTEMPTS"),
+        ({"EVENTFWD_MAX_ATTEMPTS": "0"}, "EVENTFWD_MAX_ATTEMPTS"),
+        ({"EVENTFWD_RETRY_BASE_SECONDS": "-1"}, "EVENTFWD_RETRY_BASE_SECONDS"),
+        ({"EVENTFWD_HTTP_TIMEOUT_SECONDS": "nan"}, "EVENTFWD_HTTP_TIMEOUT_SECONDS"),
+        ({"EVENTFWD_STRICT_FIELDS": "maybe"}, "EVENTFWD_STRICT_FIELDS"),
+        ({"EVENTFWD_REDIS_URL": "http://x"}, "EVENTFWD_REDIS_URL"),
+        ({"EVENTFWD_MOLOCO_BASE_URL": "ftp://x"}, "EVENTFWD_MOLOCO_BASE_URL"),
+        ({"EVENTFWD_REDIS_ULR": "redis://x"}, "EVENTFWD_REDIS_ULR"),
+        ({"EVENTFWD_LEASE_SECONDS": "15"}, "EVENTFWD_LEASE_SECONDS"),
+    ],
+)
+def test_bad_or_unknown_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_mapping(env)
+
+
+def test_a_misspelt_setting_suggests_the_right_name() -> None:
+    with pytest.raises(ConfigError, match="did you mean EVENTFWD_REDIS_URL"):
+        Settings.from_mapping({"EVENTFWD_REDIS_ULR": "redis://x"})
+
+
+def test_per_platform_overrides_win_over_the_global_values() -> None:
+    s = Settings.from_mapping(
+        {
+            "EVENTFWD_MOLOCO_BASE_URL": "https://global.example/",
+            "EVENTFWD_MOLOCO_API_KEY": "g",
+            "EVENTFWD_PLATFORM_ACME_US_BASE_URL": "https://acme.example",
+            "EVENTFWD_PLATFORM_ACME_US_API_KEY": "a",
+            "EVENTFWD_PLATFORM_ACME_US_RATE_LIMIT_PER_SECOND": "5",
+        }
+    )
+    acme, other = s.platform("acme-us"), s.platform("other")
+    assert (acme.base_url, acme.api_key, acme.rate_limit_per_s) == ("https://acme.example", "a", 5.0)
+    assert (other.base_url, other.api_key, other.rate_limit_per_s) == ("https://global.example", "g", 30.0)
+    assert acme.endpoint == "https://acme.example/rmp/event/v1/platforms/acme-us/userevents"
+
+
+def test_api_keys_never_appear_in_repr_or_redacted_output() -> None:
+    s = Settings.from_mapping(
+        {"EVENTFWD_MOLOCO_API_KEY": "sekrit-1", "EVENTFWD_PLATFORM_X_API_KEY": "sekrit-2",
+         "EVENTFWD_REDIS_URL": "redis://:pw-3@host:6379/0"}
+    )
+    text = repr(s) + repr(s.redacted()) + repr(s.platform("x"))
+    for secret in ("sekrit-1", "sekrit-2", "pw-3"):
+        assert secret not in text
+
+
+def test_worker_refuses_to_start_without_moloco_url_or_key() -> None:
+    with pytest.raises(ConfigError, match="EVENTFWD_MOLOCO_BASE_URL"):
+        Settings.from_mapping({}).require_delivery_config()
+    with pytest.raises(ConfigError, match="EVENTFWD_MOLOCO_API_KEY"):
+        Settings.from_mapping({"EVENTFWD_MOLOCO_BASE_URL": "http://x"}).require_delivery_config()

@@ -1,0 +1,95 @@
+"""The Celery application, configured from `EVENTFWD_` settings (DESIGN.md §3 rules 1-2).
+
+acks late + reject on worker lost + prefetch 1: a message leaves the broker only after its task
+finished, so a killed worker's message is redelivered; the ledger's claim stops double work.
+The visibility timeout is far above the longest task so the broker never redelivers a task
+that is still running. Nothing waits inside Celery: delays are scores in the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from core import tasks
+from core.connection import sentinel_parts
+from core.errors import ConfigError
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def task_time_limits_s(settings: Settings) -> tuple[float, float]:
+    """(soft, hard) limits for a delivery task: each event may take a full HTTP timeout."""
+    per_event = settings.http_timeout_s + 5
+    soft = settings.batch_size * per_event + 30
+    return soft, soft + 30
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every Celery setting eventfwd relies on, derived from `settings`."""
+    soft, hard = task_time_limits_s(settings)
+    if hard * 4 > VISIBILITY_TIMEOUT_S:
+        raise ConfigError(
+            "EVENTFWD_BATCH_SIZE x EVENTFWD_HTTP_TIMEOUT_SECONDS make a task longer than a quarter "
+            f"of the broker's visibility timeout ({VISIBILITY_TIMEOUT_S}s); lower one of them"
+        )
+    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    broker_url = settings.redis_url
+    if broker_url.startswith("sentinel://"):
+        _hosts, _db, master, _password = sentinel_parts(broker_url)
+        transport["master_name"] = master
+        broker_url = broker_url.split("?")[0]
+    control = f"{settings.queue}.control"
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": soft,
+        "task_time_limit": hard,
+        "task_default_queue": settings.queue,
+        "task_queues": [Queue(settings.queue), Queue(control)],
+        "task_routes": {tasks.PUMP: {"queue": control}, tasks.REPLAY: {"queue": control}},
+        "worker_send_task_events": False,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "pump": {
+                "task": tasks.PUMP,
+                "schedule": settings.pump_interval_s,
+                "options": {"expires": max(settings.pump_interval_s * 5, 5.0)},
+            },
+            "replay": {
+                "task": tasks.REPLAY,
+                "schedule": settings.replay_interval_s,
+                "options": {"expires": settings.replay_interval_s},
+            },
+        },
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """Build the Celery app; settings come from the environment unless given."""
+    settings = settings or Settings.from_env()
+    app = Celery("eventfwd")
+    app.conf.update(celery_config(settings))
+    app.conf.eventfwd_settings = settings
+    from worker import startup as _startup  # noqa: F401  (connects the start-up checks)
+    from worker import tasks as _tasks  # noqa: F401  (registers the tasks on this app)
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,40 @@
+"""Which dead letters are replayed, by beat and by operators (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.ledger import Ledger
+
+# Dead letters of a passing kind: beat replays them while the circuit is closed. Refusals of
+# the payload ("rejected"), "expired" and "poison" wait for a person.
+TRANSIENT_REASONS = ("retries_exhausted", "circuit")
+PAGE = 500
+
+
+def replay_transient(ledger: Ledger, *, page: int = PAGE) -> tuple[int, int]:
+    """Replay every transient-class dead letter below the replay cap; (replayed, skipped).
+
+    Pages by rank, oldest first: replayed ids leave the set, so the next page starts after the
+    ones that stayed (newer dead letters only ever join at the end).
+    """
+    replayed = skipped = offset = 0
+    while True:
+        ids = [_text(i) for i in ledger.client.zrange(ledger.keys.dead, offset, offset + page - 1)]
+        if not ids:
+            return replayed, skipped
+        r, s = ledger.replay(
+            ids, max_replays=ledger.settings.max_replays, reasons=TRANSIENT_REASONS
+        )
+        replayed += r
+        skipped += s
+        offset += s
+
+
+def replay_ids(ledger: Ledger, ids: Sequence[str]) -> tuple[int, int]:
+    """An operator's replay of chosen dead letters: any reason, no replay cap."""
+    return ledger.replay(list(ids), max_replays=0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

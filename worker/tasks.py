@@ -1,0 +1,78 @@
+"""Celery tasks: thin adapters over `Deliverer` and the ledger, with stable names."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Task, shared_task
+
+from core import tasks as names
+from core.connection import connect
+from core.ledger import Ledger
+from core.settings import Settings
+from worker import replay
+from worker.delivery import Deliverer, make_session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _ProcessState:
+    pid: int
+    ledger: Ledger
+    deliverer: Deliverer
+
+
+_state: _ProcessState | None = None
+
+
+def process_state(settings: Settings) -> _ProcessState:
+    """This process's ledger and HTTP session, made anew after a fork."""
+    global _state
+    if _state is None or _state.pid != os.getpid():
+        client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        ledger = Ledger(client, settings)
+        _state = _ProcessState(os.getpid(), ledger, Deliverer(settings, ledger, make_session()))
+    return _state
+
+
+def _settings(task: Task) -> Settings:
+    settings: Settings = task.app.conf.eventfwd_settings
+    return settings
+
+
+@shared_task(name=names.DELIVER, bind=True, ignore_result=True)
+def deliver(self: Task, event_ids: list[str]) -> dict[str, int]:
+    """Deliver each event id in the message; the ledger decides who may act on it."""
+    deliverer = process_state(_settings(self)).deliverer
+    outcomes: dict[str, int] = {}
+    for event_id in event_ids:
+        outcome = deliverer.deliver(event_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+@shared_task(name=names.PUMP, bind=True, ignore_result=True)
+def pump(self: Task) -> dict[str, Any]:
+    """Publish due retries, recover lost work, release circuit probes."""
+    result = process_state(_settings(self)).ledger.pump()
+    if result.reaped or result.poisoned:
+        log.warning(
+            "pump recovered %d expired lease(s), dead-lettered %d poison event(s)",
+            result.reaped,
+            result.poisoned,
+        )
+    return {"published": result.published, "reaped": result.reaped, "probes": result.probes}
+
+
+@shared_task(name=names.REPLAY, bind=True, ignore_result=True)
+def replay_dead_letters(self: Task) -> dict[str, int]:
+    """Replay transient-class dead letters, up to the per-event replay cap."""
+    settings = _settings(self)
+    replayed, skipped = replay.replay_transient(process_state(settings).ledger)
+    if replayed:
+        log.info("replayed %d dead letter(s) (%d not eligible)", replayed, skipped)
+    return {"replayed": replayed, "skipped": skipped}
