@@ -46,7 +46,7 @@ class EventProducer:
 
     def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
         """Validate and enqueue one event for `platform_id`; return its id."""
-        return self.enqueue_many(platform_id, [event])[0]
+        return self.enqueue_validated(platform_id, [self.validate(event)])[0]
 
     def enqueue_many(self, platform_id: str, events: Iterable[Mapping[str, Any]]) -> list[str]:
         """Validate every event, then enqueue them all in one round trip; return their ids.

@@ -80,8 +80,8 @@ def handle_errors(func: F) -> F:
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None) -> None:
     """Forward user events to Moloco Commerce Media, durably. Inspect and repair the fleet."""
-    if ctx.invoked_subcommand in ("sink",):
-        return
+    if ctx.invoked_subcommand in ("sink", "dev"):
+        return  # self-contained: they configure what they start
     try:
         settings = Settings.from_env()
         if redis_url:
@@ -315,7 +315,14 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
 
 
 def main() -> None:
-    from worker.commands import register
-
-    register(cli)
     cli(prog_name="eventfwd")
+
+
+# Commands in modules of their own; imported last because they use the helpers above.
+from worker.dev import dev  # noqa: E402
+from worker.send import send  # noqa: E402
+from worker.sink.command import sink  # noqa: E402
+
+cli.add_command(dev)
+cli.add_command(send)
+cli.add_command(sink)

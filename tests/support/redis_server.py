@@ -1,84 +1,14 @@
-"""A private `redis-server` on a free loopback port, which tests may stop, kill and restart."""
+"""The suite's own redis-server: AOF with `appendfsync always`, so a SIGKILL loses nothing."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
-import redis
+from worker.localredis import LocalRedis, free_port
+
+__all__ = ["RedisServer", "free_port"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """`redis-server` with AOF (`appendfsync always`, so a SIGKILL loses nothing acknowledged)."""
-
-    def __init__(self, data_dir: Path, *, port: int | None = None, fsync: str = "always") -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
-        self.binary = binary
-        self.data_dir = data_dir
-        self.port = port or free_port()
-        self.fsync = fsync
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", self.fsync,
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--logfile", str(self.data_dir / "redis.log"),
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start; see {self.data_dir}/redis.log")
-            time.sleep(0.02)
-        client.close()
-
-    def _end(self, sig: int) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-        self.proc.wait(timeout=10)
-        self.proc = None
-
-    def stop(self) -> None:
-        """Shut down the way an operator would (SIGTERM)."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """Die at once, as in a crash (SIGKILL); the AOF is all that is left."""
-        self._end(signal.SIGKILL)
-
-    def restart(self, *, kill: bool = True) -> None:
-        (self.kill if kill else self.stop)()
-        self.start()
+class RedisServer(LocalRedis):
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+        super().__init__(data_dir, port=port, fsync="always")
