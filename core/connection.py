@@ -32,7 +32,9 @@ def connect(url: str, **options: Any) -> redis.Redis:
     try:
         return redis.Redis.from_url(url, **options)
     except ValueError as exc:
-        raise ConfigError(f"EVENTFWD_REDIS_URL {redact_url(url)!r} is not a Redis URL: {exc}") from None
+        raise ConfigError(
+            f"EVENTFWD_REDIS_URL {redact_url(url)!r} is not a Redis URL: {exc}"
+        ) from None
 
 
 def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], int, str, str | None]:
@@ -42,7 +44,9 @@ def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], int, str, str | Non
     for part in url.split(";"):
         parts = urlsplit(part.strip())
         if parts.scheme != "sentinel" or not parts.hostname:
-            raise ConfigError(f"EVENTFWD_REDIS_URL part {redact_url(part)!r} is not sentinel://host:port")
+            raise ConfigError(
+                f"EVENTFWD_REDIS_URL part {redact_url(part)!r} is not sentinel://host:port"
+            )
         hosts.append((parts.hostname, parts.port or 26379))
         if parts.path.strip("/").isdigit():
             db = int(parts.path.strip("/"))

@@ -1,10 +1,10 @@
 """The one exception tree of eventfwd.
 
-    EventForwarderError
-     ├── ConfigError           a setting is missing, malformed or unknown (names the variable)
-     ├── InvalidEvent          an event broke Moloco's schema or rules (carries every FieldError)
-     ├── EnqueueError          the ledger could not accept an event (Redis unreachable, spool full)
-     └── LedgerError           a ledger script answered something it must never answer
+EventForwarderError
+ ├── ConfigError           a setting is missing, malformed or unknown (names the variable)
+ ├── InvalidEvent          an event broke Moloco's schema or rules (carries every FieldError)
+ ├── EnqueueError          the ledger could not accept an event (Redis unreachable, spool full)
+ └── LedgerError           a ledger script answered something it must never answer
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib
 `tests/unit/test_keys.py` holds the two in step.
 
     {p}:ev:{id}          hash   the envelope: body, platform, state, attempts, timestamps, history
-    {p}:sched:{platform} zset   id -> next action ms (due time, lease deadline or republish deadline)
+    {p}:sched:{platform} zset   id -> next action ms (due, lease deadline, republish deadline)
     {p}:platforms        set    every platform that ever had a schedule
     {p}:dead             zset   id -> dead_at ms (the envelope keeps state "dead" and the reason)
     {p}:done:{id}        string short-lived "delivered" marker that stops duplicate sends

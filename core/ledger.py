@@ -57,7 +57,6 @@ class PumpResult:
     probes: int = 0
 
 
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

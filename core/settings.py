@@ -23,7 +23,9 @@ from core.connection import redact_url
 from core.errors import ConfigError
 
 PREFIX = "EVENTFWD_"
-_PLATFORM_RE = re.compile(r"^EVENTFWD_PLATFORM_([A-Z0-9_]+?)_(BASE_URL|API_KEY|RATE_LIMIT_PER_SECOND)$")
+_PLATFORM_RE = re.compile(
+    r"^EVENTFWD_PLATFORM_([A-Z0-9_]+?)_(BASE_URL|API_KEY|RATE_LIMIT_PER_SECOND)$"
+)
 _DAY_S = 86_400.0
 
 
@@ -94,7 +96,9 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().rstrip("/")
         if not value.startswith(tuple(f"{s}://" for s in schemes)):
-            raise ConfigError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+            raise ConfigError(
+                f"{name} must start with one of {', '.join(s + '://' for s in schemes)}"
+            )
         return value
 
     return parse

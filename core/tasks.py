@@ -3,4 +3,3 @@
 DELIVER = "eventfwd.deliver"
 PUMP = "eventfwd.pump"
 REPLAY = "eventfwd.replay"
-

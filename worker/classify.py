@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     DELIVERED = "delivered"
     PERMANENT = "permanent"  # Moloco refused the payload: dead-letter at once, never auto-replay
     TRANSIENT = "transient"  # 5xx, timeout, connection error: retry with backoff

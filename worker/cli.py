@@ -6,73 +6,30 @@ problems); 2 usage error; 3 Redis unreachable; 4 unknown id; 78 bad configuratio
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import click
-import redis
 
-from core.connection import connect, redact_url
-from core.errors import ConfigError, EventForwarderError
-from core.ledger import Ledger
+from core.errors import ConfigError
 from core.records import Envelope, Records
 from core.settings import Settings
-
-EXIT_PROBLEM, EXIT_REDIS, EXIT_NOT_FOUND, EXIT_CONFIG = 1, 3, 4, 78
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Context:
-    settings: Settings
-    _client: redis.Redis | None = None
-
-    @property
-    def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = connect(
-                self.settings.redis_url, socket_connect_timeout=2, socket_timeout=10
-            )
-        return self._client
-
-    @property
-    def ledger(self) -> Ledger:
-        return Ledger(self.client, self.settings)
-
-    @property
-    def records(self) -> Records:
-        return Records(self.client, self.ledger.keys)
-
-
-def fail(message: str, code: int) -> None:
-    click.echo(f"eventfwd: {message}", err=True)
-    sys.exit(code)
-
-
-def handle_errors(func: F) -> F:
-    """Expected failures become one line on stderr and a documented exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail(f"configuration: {exc}", EXIT_CONFIG)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            ctx = click.get_current_context().find_object(Context)
-            url = redact_url(ctx.settings.redis_url) if ctx else "?"
-            fail(f"Redis at {url} is unreachable ({exc})", EXIT_REDIS)
-        except EventForwarderError as exc:
-            fail(str(exc), EXIT_PROBLEM)
-
-    return wrapper  # type: ignore[return-value]
+from worker.cli_base import (
+    EXIT_CONFIG,
+    EXIT_NOT_FOUND,
+    EXIT_PROBLEM,
+    Context,
+    fail,
+    handle_errors,
+    pass_context,
+)
+from worker.dev import dev
+from worker.send import send
+from worker.sink.command import sink
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,9 +46,6 @@ def cli(ctx: click.Context, redis_url: str | None) -> None:
     except ConfigError as exc:
         fail(f"configuration: {exc}", EXIT_CONFIG)
     ctx.obj = Context(settings)
-
-
-pass_context = click.make_pass_decorator(Context)
 
 
 def _celery(args: tuple[str, ...], what: str) -> None:
@@ -136,7 +90,9 @@ def _table(rows: list[list[str]], headers: list[str]) -> None:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
-def _filtered(records: Records, platform: str | None, reason: str | None, limit: int | None) -> Iterator[Envelope]:
+def _filtered(
+    records: Records, platform: str | None, reason: str | None, limit: int | None
+) -> Iterator[Envelope]:
     return records.dead_letters(platform_id=platform, reason=reason, limit=limit)
 
 
@@ -147,7 +103,9 @@ def _filtered(records: Records, platform: str | None, reason: str | None, limit:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_context
 @handle_errors
-def dead_list(ctx: Context, platform: str | None, reason: str | None, limit: int, as_json: bool) -> None:
+def dead_list(
+    ctx: Context, platform: str | None, reason: str | None, limit: int, as_json: bool
+) -> None:
     """List dead letters, oldest first."""
     rows = list(_filtered(ctx.records, platform, reason, limit))
     if as_json:
@@ -155,7 +113,15 @@ def dead_list(ctx: Context, platform: str | None, reason: str | None, limit: int
             click.echo(json.dumps(env.as_dict(), separators=(",", ":")))
         return
     table = [
-        [e.id, e.platform_id, e.reason or "-", e.status or "-", str(e.attempts), _ago(e.dead_ms), (e.message or "")[:60]]
+        [
+            e.id,
+            e.platform_id,
+            e.reason or "-",
+            e.status or "-",
+            str(e.attempts),
+            _ago(e.dead_ms),
+            (e.message or "")[:60],
+        ]
         for e in rows
     ]
     _table(table, ["ID", "PLATFORM", "REASON", "STATUS", "ATTEMPTS", "DEAD", "MESSAGE"])
@@ -172,7 +138,10 @@ def dead_show(ctx: Context, event_id: str, as_json: bool) -> None:
     """Show one event's whole record and attempt history."""
     env = ctx.records.get(event_id)
     if env is None:
-        fail(f"no event {event_id} in the ledger (delivered, purged or never enqueued)", EXIT_NOT_FOUND)
+        fail(
+            f"no event {event_id} in the ledger (delivered, purged or never enqueued)",
+            EXIT_NOT_FOUND,
+        )
         return
     if as_json:
         click.echo(json.dumps(env.as_dict(), indent=2))
@@ -184,12 +153,17 @@ def dead_show(ctx: Context, event_id: str, as_json: bool) -> None:
     click.echo(f"{'enqueued':12} {_ago(env.enqueued_ms)}")
     click.echo("history:")
     for h in env.history:
-        click.echo(f"  {_ago(h.get('at_ms'))}  {h.get('status') or '-'}  {h.get('outcome')}  {h.get('duration_ms', '-')}ms  {h.get('message') or ''}")
+        click.echo(
+            f"  {_ago(h.get('at_ms'))}  {h.get('status') or '-'}  {h.get('outcome')}"
+            f"  {h.get('duration_ms', '-')}ms  {h.get('message') or ''}"
+        )
     click.echo("event:")
     click.echo(json.dumps(env.event, indent=2))
 
 
-def _selected_ids(ctx: Context, ids: tuple[str, ...], select_all: bool, platform: str | None, reason: str | None) -> list[str]:
+def _selected_ids(
+    ctx: Context, ids: tuple[str, ...], select_all: bool, platform: str | None, reason: str | None
+) -> list[str]:
     if ids and (select_all or platform or reason):
         raise click.UsageError("give ids or a selection (--all / --platform / --reason), not both")
     if ids:
@@ -207,7 +181,14 @@ def _selected_ids(ctx: Context, ids: tuple[str, ...], select_all: bool, platform
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
 @pass_context
 @handle_errors
-def dead_replay(ctx: Context, ids: tuple[str, ...], select_all: bool, platform: str | None, reason: str | None, dry_run: bool) -> None:
+def dead_replay(
+    ctx: Context,
+    ids: tuple[str, ...],
+    select_all: bool,
+    platform: str | None,
+    reason: str | None,
+    dry_run: bool,
+) -> None:
     """Send dead letters again (same id, fresh attempts), paced by the platform's rate."""
     chosen = _selected_ids(ctx, ids, select_all, platform, reason)
     if dry_run:
@@ -230,7 +211,14 @@ def dead_replay(ctx: Context, ids: tuple[str, ...], select_all: bool, platform: 
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 @handle_errors
-def dead_purge(ctx: Context, ids: tuple[str, ...], select_all: bool, platform: str | None, reason: str | None, yes: bool) -> None:
+def dead_purge(
+    ctx: Context,
+    ids: tuple[str, ...],
+    select_all: bool,
+    platform: str | None,
+    reason: str | None,
+    yes: bool,
+) -> None:
     """Delete dead letters for good."""
     chosen = _selected_ids(ctx, ids, select_all, platform, reason)
     if not yes and not click.confirm(f"delete {len(chosen)} dead letter(s) for good?"):
@@ -260,11 +248,16 @@ def stats(ctx: Context, as_json: bool) -> None:
         click.echo(json.dumps(snap, indent=2, sort_keys=True))
         return
     click.echo(f"backlog  {snap['backlog']} event(s) accepted, not yet delivered or dead")
-    click.echo(f"dead     {snap['dead']} " + " ".join(f"{k}={v}" for k, v in sorted(dead_now.items())))
+    click.echo(
+        f"dead     {snap['dead']} " + " ".join(f"{k}={v}" for k, v in sorted(dead_now.items()))
+    )
     click.echo("counters " + " ".join(f"{k}={v}" for k, v in sorted(snap["counters"].items())))
     for pid, p in snap["platforms"].items():
         circuit = p["circuit"] + (f" ({p['circuit_reason']})" if p["circuit_reason"] else "")
-        click.echo(f"platform {pid}: backlog={p['backlog']} circuit={circuit} rate={p['rate_per_s'] or '-'}/s")
+        click.echo(
+            f"platform {pid}: backlog={p['backlog']} circuit={circuit}"
+            f" rate={p['rate_per_s'] or '-'}/s"
+        )
 
 
 @cli.group()
@@ -278,26 +271,41 @@ def circuit() -> None:
 @handle_errors
 def circuit_status(ctx: Context, as_json: bool) -> None:
     """Show every platform's circuit: state, reason, opened, next probe, failures."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pid in ctx.records.platforms():
-        raw = ctx.client.hgetall(ctx.ledger.keys.circuit(pid))
+        raw: dict[bytes, bytes] = ctx.client.hgetall(ctx.ledger.keys.circuit(pid))  # type: ignore[assignment]
         c = {k.decode(): v.decode() for k, v in raw.items()}
-        rows.append({
-            "platform_id": pid,
-            "state": c.get("state", "closed"),
-            "reason": c.get("reason") if c.get("state") == "open" else None,
-            "opened_at": int(c["opened_ms"]) if c.get("state") == "open" and "opened_ms" in c else None,
-            "next_probe_at": int(c["next_probe_ms"]) if c.get("state") == "open" and "next_probe_ms" in c else None,
-            "failures": int(c.get("failures", 0)),
-            "last_status": c.get("last_status"),
-            "last_message": c.get("last_message"),
-        })
+        rows.append(
+            {
+                "platform_id": pid,
+                "state": c.get("state", "closed"),
+                "reason": c.get("reason") if c.get("state") == "open" else None,
+                "opened_at": int(c["opened_ms"])
+                if c.get("state") == "open" and "opened_ms" in c
+                else None,
+                "next_probe_at": int(c["next_probe_ms"])
+                if c.get("state") == "open" and "next_probe_ms" in c
+                else None,
+                "failures": int(c.get("failures", 0)),
+                "last_status": c.get("last_status"),
+                "last_message": c.get("last_message"),
+            }
+        )
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
         return
     _table(
-        [[r["platform_id"], r["state"], r["reason"] or "-", _ago(r["opened_at"]), str(r["failures"])] for r in rows],
+        [
+            [
+                r["platform_id"],
+                r["state"],
+                r["reason"] or "-",
+                _ago(r["opened_at"]),
+                str(r["failures"]),
+            ]
+            for r in rows
+        ],
         ["PLATFORM", "STATE", "REASON", "OPENED", "FAILURES"],
     )
 
@@ -311,17 +319,15 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
     targets = [platform] if platform else ctx.records.platforms()
     for pid in targets:
         ctx.client.hset(ctx.ledger.keys.circuit(pid), mapping={"state": "closed", "failures": 0})
-    click.echo(f"closed the circuit of {len(targets)} platform(s); parked events drain at the platform's rate")
+    click.echo(
+        f"closed the circuit of {len(targets)} platform(s); "
+        "parked events drain at the platform's rate"
+    )
 
 
 def main() -> None:
     cli(prog_name="eventfwd")
 
-
-# Commands in modules of their own; imported last because they use the helpers above.
-from worker.dev import dev  # noqa: E402
-from worker.send import send  # noqa: E402
-from worker.sink.command import sink  # noqa: E402
 
 cli.add_command(dev)
 cli.add_command(send)

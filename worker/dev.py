@@ -89,10 +89,16 @@ def _progress(records: Records, total: int, timeout_s: float, before: int) -> di
 
 
 @click.command()
-@click.option("--dir", "data_dir", default=".eventfwd-dev", show_default=True, type=click.Path(path_type=Path))
-@click.option("--events", "count", default=40, show_default=True, help="Valid sample events to send.")
+@click.option(
+    "--dir", "data_dir", default=".eventfwd-dev", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--events", "count", default=40, show_default=True, help="Valid sample events to send."
+)
 @click.option("--exit", "exit_when_done", is_flag=True, help="Stop everything after the summary.")
-@click.option("--timeout", "timeout_s", default=120.0, show_default=True, help="Seconds to wait for delivery.")
+@click.option(
+    "--timeout", "timeout_s", default=120.0, show_default=True, help="Seconds to wait for delivery."
+)
 def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> None:
     """Run redis-server, the fake Moloco sink, a worker and beat locally, and send a sample."""
     from worker.sink.server import SinkServer
@@ -110,9 +116,7 @@ def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> N
     click.echo(f"fake Moloco   {sink.url}  (accepted events: {data_dir / 'sink-received.jsonl'})")
     # Show the failure paths too: a short outage of the sink, and a platform it always refuses.
     sink.add_fault({"fault": 503, "count": 5, "platform": PLATFORM})
-    sink.add_fault(
-        {"fault": 400, "platform": REFUSED_PLATFORM, "message": "missing page_id"}
-    )
+    sink.add_fault({"fault": 400, "platform": REFUSED_PLATFORM, "message": "missing page_id"})
     interrupted = False
 
     def on_sigterm(*_: Any) -> None:
@@ -121,8 +125,16 @@ def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> N
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with (
-            _process(_celery("worker", "--concurrency", "2", "--hostname", "dev@%h"), env, data_dir / "worker.log"),
-            _process(_celery("beat", "--schedule", str(data_dir / "beat-schedule")), env, data_dir / "beat.log"),
+            _process(
+                _celery("worker", "--concurrency", "2", "--hostname", "dev@%h"),
+                env,
+                data_dir / "worker.log",
+            ),
+            _process(
+                _celery("beat", "--schedule", str(data_dir / "beat-schedule")),
+                env,
+                data_dir / "beat.log",
+            ),
         ):
             click.echo(f"worker + beat running (logs: {data_dir}/worker.log, beat.log)\n")
             settings = Settings.from_mapping(env)
@@ -132,7 +144,9 @@ def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> N
             snap = _progress(records, count + 3, timeout_s, before)
             _summary(records, snap, redis_server.url, before, running=not exit_when_done)
             if not exit_when_done:
-                click.echo("\nThe stack keeps running; Ctrl-C stops everything eventfwd dev started.")
+                click.echo(
+                    "\nThe stack keeps running; Ctrl-C stops everything eventfwd dev started."
+                )
                 while True:
                     time.sleep(3600)
     except KeyboardInterrupt:

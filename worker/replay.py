@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from core.ledger import Ledger
 
@@ -36,5 +37,5 @@ def replay_ids(ledger: Ledger, ids: Sequence[str]) -> tuple[int, int]:
     return ledger.replay(list(ids), max_replays=0)
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -12,7 +12,7 @@ import click
 from core.errors import InvalidEvent
 from core.schema import ValidEvent, validate_platform_id
 from producers import EventProducer
-from worker.cli import EXIT_PROBLEM, Context, handle_errors, pass_context
+from worker.cli_base import EXIT_PROBLEM, Context, handle_errors, pass_context
 
 BATCH = 500
 
@@ -31,8 +31,7 @@ def read_events(stream: IO[str]) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             yield exc.lineno, exc
             return
-        for index, item in enumerate(items, start=1):
-            yield index, item
+        yield from enumerate(items, start=1)
         return
     lineno = 1
     for line in [first, *stream]:

@@ -30,8 +30,23 @@ def make_dead(settings: Settings, platform: str, reason: str, status: str, messa
     event_id = producer.enqueue(platform, example_events()[0] | {"id": None})
     ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
     assert ledger.claim(event_id, "t").status == "ok"
-    record = {"at_ms": 1, "status": int(status), "outcome": "x", "message": message, "duration_ms": 3}
-    ledger.dead(event_id, "t", reason=reason, status=status, message=message, record=record, count_attempt=True, answered=True)
+    record = {
+        "at_ms": 1,
+        "status": int(status),
+        "outcome": "x",
+        "message": message,
+        "duration_ms": 3,
+    }
+    ledger.dead(
+        event_id,
+        "t",
+        reason=reason,
+        status=status,
+        message=message,
+        record=record,
+        count_attempt=True,
+        answered=True,
+    )
     return event_id
 
 
@@ -44,41 +59,56 @@ def dead_letters(settings: Settings) -> dict[str, str]:
     }
 
 
-def test_dead_list_json_has_one_object_per_line_with_the_documented_fields(redis_url: str, dead_letters: dict[str, str]) -> None:
+def test_dead_list_json_has_one_object_per_line_with_the_documented_fields(
+    redis_url: str, dead_letters: dict[str, str]
+) -> None:
     result = run(redis_url, "dead", "list", "--json")
     assert result.exit_code == 0
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["id"] for r in rows] == [dead_letters["a"], dead_letters["b"], dead_letters["c"]]
     for key in ("id", "platform_id", "reason", "status", "message", "attempts", "dead_at", "event"):
         assert key in rows[0]
-    assert (rows[0]["reason"], rows[0]["status"], rows[0]["message"]) == ("rejected", 400, "missing page_id")
+    assert (rows[0]["reason"], rows[0]["status"], rows[0]["message"]) == (
+        "rejected",
+        400,
+        "missing page_id",
+    )
     assert rows[0]["event"]["event_type"] == "HOME"
     assert rows[0]["attempts"] == 1
 
 
 def test_dead_list_filters_and_limits(redis_url: str, dead_letters: dict[str, str]) -> None:
     by_reason = run(redis_url, "dead", "list", "--json", "--reason", "retries_exhausted")
-    assert [json.loads(x)["id"] for x in by_reason.output.splitlines()] == [dead_letters["b"], dead_letters["c"]]
+    assert [json.loads(x)["id"] for x in by_reason.output.splitlines()] == [
+        dead_letters["b"],
+        dead_letters["c"],
+    ]
     by_platform = run(redis_url, "dead", "list", "--json", "--platform", "other")
     assert [json.loads(x)["id"] for x in by_platform.output.splitlines()] == [dead_letters["c"]]
     assert len(run(redis_url, "dead", "list", "--json", "--limit", "1").output.splitlines()) == 1
 
 
-def test_dead_list_prints_a_table_with_a_count_line(redis_url: str, dead_letters: dict[str, str]) -> None:
+def test_dead_list_prints_a_table_with_a_count_line(
+    redis_url: str, dead_letters: dict[str, str]
+) -> None:
     result = run(redis_url, "dead", "list")
     assert result.output.splitlines()[0].split()[:4] == ["ID", "PLATFORM", "REASON", "STATUS"]
     assert "missing page_id" in result.output
     assert result.output.splitlines()[-1] == "3 shown of 3 dead letter(s)"
 
 
-def test_dead_show_prints_the_record_and_history(redis_url: str, dead_letters: dict[str, str]) -> None:
+def test_dead_show_prints_the_record_and_history(
+    redis_url: str, dead_letters: dict[str, str]
+) -> None:
     result = run(redis_url, "dead", "show", dead_letters["a"], "--json")
     record = json.loads(result.output)
     assert record["history"][0]["message"] == "missing page_id"
     assert run(redis_url, "dead", "show", "no-such-id").exit_code == 4
 
 
-def test_dead_replay_by_id_and_all_and_dry_run(redis_url: str, dead_letters: dict[str, str], rclient: redis.Redis) -> None:
+def test_dead_replay_by_id_and_all_and_dry_run(
+    redis_url: str, dead_letters: dict[str, str], rclient: redis.Redis
+) -> None:
     assert "would replay 3" in run(redis_url, "dead", "replay", "--all", "--dry-run").output
     assert rclient.zcard("eventfwd:dead") == 3
     result = run(redis_url, "dead", "replay", dead_letters["a"])
@@ -89,7 +119,9 @@ def test_dead_replay_by_id_and_all_and_dry_run(redis_url: str, dead_letters: dic
     assert run(redis_url, "dead", "replay").exit_code == 2  # neither ids nor a selection
 
 
-def test_dead_purge_asks_unless_yes(redis_url: str, dead_letters: dict[str, str], rclient: redis.Redis) -> None:
+def test_dead_purge_asks_unless_yes(
+    redis_url: str, dead_letters: dict[str, str], rclient: redis.Redis
+) -> None:
     declined = run(redis_url, "dead", "purge", "--all", input="n\n")
     assert declined.exit_code == 1 and rclient.zcard("eventfwd:dead") == 3
     assert "purged 1" in run(redis_url, "dead", "purge", dead_letters["c"], "--yes").output
@@ -98,7 +130,9 @@ def test_dead_purge_asks_unless_yes(redis_url: str, dead_letters: dict[str, str]
     assert not rclient.exists(f"eventfwd:ev:{dead_letters['a']}")
 
 
-def test_stats_json_counts_backlog_and_dead(redis_url: str, settings: Settings, dead_letters: dict[str, str]) -> None:
+def test_stats_json_counts_backlog_and_dead(
+    redis_url: str, settings: Settings, dead_letters: dict[str, str]
+) -> None:
     EventProducer(settings=settings).enqueue_many("acme", example_events()[1:4])
     stats = json.loads(run(redis_url, "stats", "--json").output)
     assert stats["backlog"] == 3
@@ -107,7 +141,9 @@ def test_stats_json_counts_backlog_and_dead(redis_url: str, settings: Settings, 
     assert stats["platforms"]["acme"]["circuit"] == "closed"
 
 
-def test_send_enqueues_valid_lines_and_reports_refused_ones_by_line(redis_url: str, tmp_path: Path, rclient: redis.Redis) -> None:
+def test_send_enqueues_valid_lines_and_reports_refused_ones_by_line(
+    redis_url: str, tmp_path: Path, rclient: redis.Redis
+) -> None:
     events = example_events()
     bad = dict(events[6])
     bad["serach_query"] = bad.pop("search_query")
@@ -120,7 +156,9 @@ def test_send_enqueues_valid_lines_and_reports_refused_ones_by_line(redis_url: s
     result = run(redis_url, "send", "acme", str(path))
     assert result.exit_code == 1
     assert "line 3: not JSON" in result.output
-    assert "line 4: serach_query" in result.output and "did you mean 'search_query'" in result.output
+    assert (
+        "line 4: serach_query" in result.output and "did you mean 'search_query'" in result.output
+    )
     assert "2 enqueued, 2 refused" in result.output
     assert rclient.zcard("eventfwd:sched:acme") == 2
 
@@ -133,7 +171,16 @@ def test_send_reads_a_json_array_from_stdin(redis_url: str, rclient: redis.Redis
 
 def test_circuit_status_and_reset(redis_url: str, settings: Settings, rclient: redis.Redis) -> None:
     EventProducer(settings=settings).enqueue("acme", example_events()[0])
-    rclient.hset("eventfwd:circuit:acme", mapping={"state": "open", "reason": "auth", "opened_ms": 1, "next_probe_ms": 2, "failures": 0})
+    rclient.hset(
+        "eventfwd:circuit:acme",
+        mapping={
+            "state": "open",
+            "reason": "auth",
+            "opened_ms": 1,
+            "next_probe_ms": 2,
+            "failures": 0,
+        },
+    )
     row = json.loads(run(redis_url, "circuit", "status", "--json").output)
     assert (row["platform_id"], row["state"], row["reason"]) == ("acme", "open", "auth")
     run(redis_url, "circuit", "reset", "acme")
@@ -154,7 +201,10 @@ def test_bad_settings_stop_the_cli_naming_the_variable() -> None:
 
 def test_eventfwd_dev_delivers_the_sample_and_shows_the_dead_letters(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "from worker.cli import main; main()", "dev", "--exit", "--events", "16", "--dir", str(tmp_path / "dev")],
+        [
+            sys.executable, "-c", "from worker.cli import main; main()",
+            "dev", "--exit", "--events", "16", "--dir", str(tmp_path / "dev"),
+        ],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

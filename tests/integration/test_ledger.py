@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -34,7 +35,9 @@ def queue_ids(rclient: redis.Redis, queue: str = "eventfwd") -> list[list[str]]:
     return out
 
 
-def test_enqueue_writes_envelope_schedule_and_message_together(settings: Settings, rclient: redis.Redis) -> None:
+def test_enqueue_writes_envelope_schedule_and_message_together(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings)
     assert ledger.enqueue([row("a"), row("b")]) == [ACCEPTED, ACCEPTED]
     assert rclient.hget("eventfwd:ev:a", "state") == "queued"
@@ -42,14 +45,18 @@ def test_enqueue_writes_envelope_schedule_and_message_together(settings: Setting
     assert queue_ids(rclient) == [["a"], ["b"]]
 
 
-def test_enqueue_of_a_known_id_changes_nothing_and_sends_nothing(settings: Settings, rclient: redis.Redis) -> None:
+def test_enqueue_of_a_known_id_changes_nothing_and_sends_nothing(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings)
     ledger.enqueue([row("a")])
     assert ledger.enqueue([row("a")]) == [DUPLICATE]
     assert queue_ids(rclient) == [["a"]]
 
 
-def test_enqueue_of_a_recently_delivered_id_is_skipped(settings: Settings, rclient: redis.Redis) -> None:
+def test_enqueue_of_a_recently_delivered_id_is_skipped(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings)
     ledger.enqueue([row("a")])
     assert ledger.claim("a", "t").status == "ok"
@@ -59,7 +66,9 @@ def test_enqueue_of_a_recently_delivered_id_is_skipped(settings: Settings, rclie
     assert rclient.pttl("eventfwd:done:a") > 0
 
 
-def test_batch_size_puts_several_ids_in_one_message(settings: Settings, rclient: redis.Redis) -> None:
+def test_batch_size_puts_several_ids_in_one_message(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings, batch_size=3)
     ledger.enqueue([row(str(i)) for i in range(7)])
     assert queue_ids(rclient) == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
@@ -91,11 +100,26 @@ def test_attempt_budget_spent_makes_a_dead_letter(settings: Settings, rclient: r
     ledger = make(settings, max_attempts=2)
     ledger.enqueue([row("a")])
     ledger.claim("a", "t1")
-    assert ledger.reschedule("a", "t1", kind="transient", delay_s=0, status="500", message="m1", record={"n": 1})[0] == "retry"
+    assert (
+        ledger.reschedule(
+            "a", "t1", kind="transient", delay_s=0, status="500", message="m1", record={"n": 1}
+        )[0]
+        == "retry"
+    )
     assert ledger.claim("a", "t2").status == "ok"
-    assert ledger.reschedule("a", "t2", kind="transient", delay_s=0, status="502", message="m2", record={"n": 2})[0] == "dead"
+    assert (
+        ledger.reschedule(
+            "a", "t2", kind="transient", delay_s=0, status="502", message="m2", record={"n": 2}
+        )[0]
+        == "dead"
+    )
     env = rclient.hgetall("eventfwd:ev:a")
-    assert (env["state"], env["reason"], env["last_status"], env["last_message"]) == ("dead", "retries_exhausted", "502", "m2")
+    assert (env["state"], env["reason"], env["last_status"], env["last_message"]) == (
+        "dead",
+        "retries_exhausted",
+        "502",
+        "m2",
+    )
     assert env["attempts"] == "2"
     assert [json.loads(h) for h in env["history"].splitlines()] == [{"n": 1}, {"n": 2}]
     assert rclient.zscore("eventfwd:dead", "a") is not None
@@ -107,14 +131,18 @@ def test_pump_publishes_due_retries(settings: Settings, rclient: redis.Redis) ->
     ledger.enqueue([row("a")])
     rclient.delete("eventfwd")
     ledger.claim("a", "t")
-    ledger.reschedule("a", "t", kind="transient", delay_s=0.05, status="500", message="x", record={})
+    ledger.reschedule(
+        "a", "t", kind="transient", delay_s=0.05, status="500", message="x", record={}
+    )
     time.sleep(0.1)
     assert ledger.pump().published == 1
     assert queue_ids(rclient) == [["a"]]
     assert rclient.hget("eventfwd:ev:a", "state") == "queued"
 
 
-def test_pump_republishes_an_event_whose_message_was_lost(settings: Settings, rclient: redis.Redis) -> None:
+def test_pump_republishes_an_event_whose_message_was_lost(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings, lease_s=30.0, http_timeout_s=1.0)
     ledger.enqueue([row("a")])
     rclient.delete("eventfwd")  # the message is lost
@@ -124,7 +152,9 @@ def test_pump_republishes_an_event_whose_message_was_lost(settings: Settings, rc
     assert queue_ids(rclient) == [["a"]]
 
 
-def test_pump_reaps_an_expired_lease_and_dead_letters_a_poison_event(settings: Settings, rclient: redis.Redis) -> None:
+def test_pump_reaps_an_expired_lease_and_dead_letters_a_poison_event(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings, poison_threshold=2)
     ledger.enqueue([row("a")])
     for n in (1, 2):
@@ -137,7 +167,9 @@ def test_pump_reaps_an_expired_lease_and_dead_letters_a_poison_event(settings: S
     assert rclient.hget("eventfwd:ev:a", "reason") == "poison"
 
 
-def test_replay_gives_a_fresh_budget_and_respects_the_cap(settings: Settings, rclient: redis.Redis) -> None:
+def test_replay_gives_a_fresh_budget_and_respects_the_cap(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings, max_attempts=1)
     ledger.enqueue([row("a")])
     ledger.claim("a", "t")
@@ -157,7 +189,16 @@ def test_replay_by_reason_leaves_permanent_refusals_alone(settings: Settings) ->
     ledger = make(settings)
     ledger.enqueue([row("a")])
     ledger.claim("a", "t")
-    ledger.dead("a", "t", reason="rejected", status="400", message="missing page_id", record=None, count_attempt=True, answered=True)
+    ledger.dead(
+        "a",
+        "t",
+        reason="rejected",
+        status="400",
+        message="missing page_id",
+        record=None,
+        count_attempt=True,
+        answered=True,
+    )
     assert ledger.replay(["a"], reasons=["retries_exhausted"]) == (0, 1)
 
 
@@ -165,19 +206,34 @@ def test_purge_deletes_only_dead_letters(settings: Settings, rclient: redis.Redi
     ledger = make(settings)
     ledger.enqueue([row("a"), row("b")])
     ledger.claim("a", "t")
-    ledger.dead("a", "t", reason="rejected", status="400", message="m", record=None, count_attempt=True, answered=True)
+    ledger.dead(
+        "a",
+        "t",
+        reason="rejected",
+        status="400",
+        message="m",
+        record=None,
+        count_attempt=True,
+        answered=True,
+    )
     assert ledger.purge(["a", "b", "nope"]) == 1
     assert not rclient.exists("eventfwd:ev:a")
     assert rclient.hget("eventfwd:ev:b", "state") == "queued"
 
 
-def test_transient_failures_open_the_circuit_and_park_instead_of_spending_attempts(settings: Settings, rclient: redis.Redis) -> None:
+def test_transient_failures_open_the_circuit_and_park_instead_of_spending_attempts(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings, circuit_failure_threshold=2, max_attempts=10)
     ledger.enqueue([row(str(i)) for i in range(4)])
     actions = []
     for i in range(3):
         assert ledger.claim(str(i), "t").status == "ok"
-        actions.append(ledger.reschedule(str(i), "t", kind="transient", delay_s=60, status="503", message="down", record={}))
+        actions.append(
+            ledger.reschedule(
+                str(i), "t", kind="transient", delay_s=60, status="503", message="down", record={}
+            )
+        )
     assert actions == [("retry", False), ("retry", False), ("parked", True)]
     assert rclient.hget("eventfwd:circuit:acme", "state") == "open"
     assert rclient.hget("eventfwd:ev:2", "attempts") == "0"
@@ -191,7 +247,9 @@ def test_a_successful_probe_closes_the_circuit(settings: Settings, rclient: redi
     ledger.enqueue([row("a"), row("b")])
     for i in ("a", "b"):
         ledger.claim(i, "t")
-        ledger.reschedule(i, "t", kind="transient", delay_s=0, status="503", message="down", record={})
+        ledger.reschedule(
+            i, "t", kind="transient", delay_s=0, status="503", message="down", record={}
+        )
     assert rclient.hget("eventfwd:circuit:acme", "state") == "open"
     rclient.delete("eventfwd")
     assert ledger.pump().probes == 0  # not before the probe time
@@ -207,11 +265,23 @@ def test_a_successful_probe_closes_the_circuit(settings: Settings, rclient: redi
     assert rclient.hget("eventfwd:circuit:acme", "state") == "closed"
 
 
-def test_a_429_halves_the_rate_and_pauses_the_platform(settings: Settings, rclient: redis.Redis) -> None:
+def test_a_429_halves_the_rate_and_pauses_the_platform(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings)
     ledger.enqueue([row("a"), row("b")])
     ledger.claim("a", "t")
-    ledger.reschedule("a", "t", kind="throttled", delay_s=0, status="429", message="slow down", record={}, rate_per_s=30, pause_s=5)
+    ledger.reschedule(
+        "a",
+        "t",
+        kind="throttled",
+        delay_s=0,
+        status="429",
+        message="slow down",
+        record={},
+        rate_per_s=30,
+        pause_s=5,
+    )
     assert float(rclient.hget("eventfwd:rate:acme", "rate")) == 15
     assert rclient.hget("eventfwd:ev:a", "attempts") == "0"
     claim = ledger.claim("b", "u")
@@ -219,12 +289,18 @@ def test_a_429_halves_the_rate_and_pauses_the_platform(settings: Settings, rclie
     assert claim.due_ms is not None and claim.due_ms >= time.time() * 1000 + 4000
 
 
-def test_the_send_rate_is_shared_and_spreads_a_burst(settings: Settings, rclient: redis.Redis) -> None:
+def test_the_send_rate_is_shared_and_spreads_a_burst(
+    settings: Settings, rclient: redis.Redis
+) -> None:
     ledger = make(settings, rate_limit_per_s=10.0)
     ledger.enqueue([row(str(i)) for i in range(30)])
     statuses = [ledger.claim(str(i), "t").status for i in range(30)]
     # about one second of burst passes, the rest is given reserved slots at 10/s
     assert 9 <= statuses.count("ok") <= 12
-    dues = sorted(float(rclient.hget(f"eventfwd:ev:{i}", "slot_ms")) for i, s in enumerate(statuses) if s == "throttled")
-    gaps = [b - a for a, b in zip(dues, dues[1:])]
+    dues = sorted(
+        float(rclient.hget(f"eventfwd:ev:{i}", "slot_ms"))
+        for i, s in enumerate(statuses)
+        if s == "throttled"
+    )
+    gaps = [b - a for a, b in itertools.pairwise(dues)]
     assert all(95 <= g <= 105 for g in gaps)

@@ -21,7 +21,9 @@ def test_delays_follow_molocos_protocol_5_10_20_40_seconds() -> None:
     base=st.floats(min_value=0.01, max_value=60),
     cap=st.floats(min_value=60, max_value=7200),
 )
-def test_delay_is_never_below_the_base_nor_above_the_cap(attempt: int, base: float, cap: float) -> None:
+def test_delay_is_never_below_the_base_nor_above_the_cap(
+    attempt: int, base: float, cap: float
+) -> None:
     delay = retry_delay_s(attempt, base_s=base, max_s=cap)
     assert base <= delay <= cap
 
@@ -33,9 +35,19 @@ def test_attempt_counts_from_one() -> None:
 
 @pytest.mark.parametrize(
     ("header", "expected"),
-    [(None, None), ("", None), ("7", 7.0), ("2.5", 2.5), ("-3", 0.0), ("999999", 3600.0), ("soon", None)],
+    [
+        (None, None),
+        ("", None),
+        ("7", 7.0),
+        ("2.5", 2.5),
+        ("-3", 0.0),
+        ("999999", 3600.0),
+        ("soon", None),
+    ],
 )
-def test_retry_after_seconds_are_parsed_and_capped(header: str | None, expected: float | None) -> None:
+def test_retry_after_seconds_are_parsed_and_capped(
+    header: str | None, expected: float | None
+) -> None:
     assert parse_retry_after(header) == expected
 
 

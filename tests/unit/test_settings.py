@@ -17,7 +17,9 @@ def test_defaults_match_the_design() -> None:
 
 
 def test_durations_accept_fractions_of_a_second() -> None:
-    s = Settings.from_mapping({"EVENTFWD_RETRY_BASE_SECONDS": "0.25", "EVENTFWD_PUMP_INTERVAL_SECONDS": "0.1"})
+    s = Settings.from_mapping(
+        {"EVENTFWD_RETRY_BASE_SECONDS": "0.25", "EVENTFWD_PUMP_INTERVAL_SECONDS": "0.1"}
+    )
     assert (s.retry_base_s, s.pump_interval_s) == (0.25, 0.1)
 
 
@@ -56,15 +58,26 @@ def test_per_platform_overrides_win_over_the_global_values() -> None:
         }
     )
     acme, other = s.platform("acme-us"), s.platform("other")
-    assert (acme.base_url, acme.api_key, acme.rate_limit_per_s) == ("https://acme.example", "a", 5.0)
-    assert (other.base_url, other.api_key, other.rate_limit_per_s) == ("https://global.example", "g", 30.0)
+    assert (acme.base_url, acme.api_key, acme.rate_limit_per_s) == (
+        "https://acme.example",
+        "a",
+        5.0,
+    )
+    assert (other.base_url, other.api_key, other.rate_limit_per_s) == (
+        "https://global.example",
+        "g",
+        30.0,
+    )
     assert acme.endpoint == "https://acme.example/rmp/event/v1/platforms/acme-us/userevents"
 
 
 def test_api_keys_never_appear_in_repr_or_redacted_output() -> None:
     s = Settings.from_mapping(
-        {"EVENTFWD_MOLOCO_API_KEY": "sekrit-1", "EVENTFWD_PLATFORM_X_API_KEY": "sekrit-2",
-         "EVENTFWD_REDIS_URL": "redis://:pw-3@host:6379/0"}
+        {
+            "EVENTFWD_MOLOCO_API_KEY": "sekrit-1",
+            "EVENTFWD_PLATFORM_X_API_KEY": "sekrit-2",
+            "EVENTFWD_REDIS_URL": "redis://:pw-3@host:6379/0",
+        }
     )
     text = repr(s) + repr(s.redacted()) + repr(s.platform("x"))
     for secret in ("sekrit-1", "sekrit-2", "pw-3"):
