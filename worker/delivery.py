@@ -189,7 +189,9 @@ class Deliverer:
             record=record,
         )
         if opened:
-            log.error("platform=%s circuit opened: outage (%s)", claim.platform_id, response.message)
+            log.error(
+                "platform=%s circuit opened: outage (%s)", claim.platform_id, response.message
+            )
         log.info(
             "event_id=%s transient failure status=%s: %s (%s)",
             event_id,
@@ -206,14 +208,19 @@ class Deliverer:
                 url,
                 data=body.encode(),
                 headers={"x-api-key": api_key, "Content-Type": "application/json"},
-                timeout=(min(CONNECT_TIMEOUT_S, self.settings.http_timeout_s), self.settings.http_timeout_s),
+                timeout=(
+                    min(CONNECT_TIMEOUT_S, self.settings.http_timeout_s),
+                    self.settings.http_timeout_s,
+                ),
                 allow_redirects=False,
             )
             text = r.text
         except requests.Timeout:
             return Response(None, "timeout", None, _ms_since(started))
         except requests.RequestException as exc:
-            return Response(None, f"connection error ({type(exc).__name__})", None, _ms_since(started))
+            return Response(
+                None, f"connection error ({type(exc).__name__})", None, _ms_since(started)
+            )
         return Response(
             r.status_code,
             moloco_message(text) if r.status_code >= 300 else "",

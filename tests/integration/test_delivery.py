@@ -60,8 +60,12 @@ def test_server_errors_are_retried_with_backoff_until_delivered(make_stack, sink
     assert sink.stats()["by_status"] == {"503": 2, "200": 1}
 
 
-def test_a_refused_payload_is_sent_once_and_dead_lettered_with_molocos_message(make_stack, sink, rclient) -> None:  # type: ignore[no-untyped-def]
-    sink.add_fault({"fault": 400, "message": "invalid item: either id or item_group_id must be set"})
+def test_a_refused_payload_is_sent_once_and_dead_lettered_with_molocos_message(
+    make_stack, sink, rclient
+) -> None:  # type: ignore[no-untyped-def]
+    sink.add_fault(
+        {"fault": 400, "message": "invalid item: either id or item_group_id must be set"}
+    )
     stack = make_stack()
     stack.worker()
     stack.beat()
@@ -74,7 +78,9 @@ def test_a_refused_payload_is_sent_once_and_dead_lettered_with_molocos_message(m
     assert sink.stats()["requests"] == 1
 
 
-def test_exhausted_retries_dead_letter_then_an_operator_replay_delivers(make_stack, sink, rclient) -> None:  # type: ignore[no-untyped-def]
+def test_exhausted_retries_dead_letter_then_an_operator_replay_delivers(
+    make_stack, sink, rclient
+) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
     from worker.cli import cli
@@ -86,7 +92,11 @@ def test_exhausted_retries_dead_letter_then_an_operator_replay_delivers(make_sta
     stack.beat(**env)
     event_id = EventProducer(settings=stack.settings()).enqueue(PLATFORM, example_events()[2])
     dead = wait_for(lambda: dead_letter(rclient, event_id), 30, what="retries exhausted")
-    assert (dead["reason"], dead["attempts"], dead["last_status"]) == ("retries_exhausted", "3", "500")
+    assert (dead["reason"], dead["attempts"], dead["last_status"]) == (
+        "retries_exhausted",
+        "3",
+        "500",
+    )
     assert sink.stats()["requests"] == 3
 
     result = CliRunner().invoke(cli, ["dead", "replay", event_id], env=stack.env(**env))
@@ -96,7 +106,9 @@ def test_exhausted_retries_dead_letter_then_an_operator_replay_delivers(make_sta
     assert sink.stats()["requests"] == 4
 
 
-def test_beat_replays_exhausted_dead_letters_but_never_refused_ones(make_stack, sink, rclient) -> None:  # type: ignore[no-untyped-def]
+def test_beat_replays_exhausted_dead_letters_but_never_refused_ones(
+    make_stack, sink, rclient
+) -> None:  # type: ignore[no-untyped-def]
     env = {"EVENTFWD_MAX_ATTEMPTS": "2", "EVENTFWD_REPLAY_INTERVAL_SECONDS": "1"}
     stack = make_stack()
     producer = EventProducer(settings=stack.settings(**env))
@@ -116,7 +128,9 @@ def test_beat_replays_exhausted_dead_letters_but_never_refused_ones(make_stack, 
     assert sink.stats()["requests"] == 1 + 2 + 1
 
 
-def test_retry_after_on_429_is_honoured_without_spending_attempts(make_stack, sink, rclient) -> None:  # type: ignore[no-untyped-def]
+def test_retry_after_on_429_is_honoured_without_spending_attempts(
+    make_stack, sink, rclient
+) -> None:  # type: ignore[no-untyped-def]
     sink.add_fault({"fault": 429, "retry_after_s": 2, "count": 1})
     env = {"EVENTFWD_MAX_ATTEMPTS": "1"}
     stack = make_stack()
@@ -153,7 +167,11 @@ def test_a_wrong_api_key_opens_the_circuit_and_keeps_every_event(make_stack, sin
     stack.beat(**bad)
     producer = EventProducer(settings=stack.settings())
     ids = producer.enqueue_many(PLATFORM, example_events())
-    wait_for(lambda: rclient.hget(f"eventfwd:circuit:{PLATFORM}", "state") == "open", 30, what="open circuit")
+    wait_for(
+        lambda: rclient.hget(f"eventfwd:circuit:{PLATFORM}", "state") == "open",
+        30,
+        what="open circuit",
+    )
     time.sleep(1)
     assert rclient.hget(f"eventfwd:circuit:{PLATFORM}", "reason") == "auth"
     assert rclient.zcard("eventfwd:dead") == 0
@@ -163,4 +181,7 @@ def test_a_wrong_api_key_opens_the_circuit_and_keeps_every_event(make_stack, sin
     result = CliRunner().invoke(cli, ["circuit", "reset", PLATFORM], env=stack.env())
     assert result.exit_code == 0, result.output
     wait_for(lambda: sorted(accepted_ids(sink)) == sorted(ids), 30, what="the backlog drained")
-    assert json.loads(CliRunner().invoke(cli, ["stats", "--json"], env=stack.env()).output)["backlog"] == 0
+    assert (
+        json.loads(CliRunner().invoke(cli, ["stats", "--json"], env=stack.env()).output)["backlog"]
+        == 0
+    )
