@@ -9,6 +9,7 @@ Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib
     {p}:dead             zset   id -> dead_at ms (the envelope keeps state "dead" and the reason)
     {p}:done:{id}        string short-lived "delivered" marker that stops duplicate sends
     {p}:stats            hash   fleet-wide counters (delivered, retried, dead:<reason>, ...)
+    {p}:minute:{n}       hash   the same counters for epoch minute n (expire after two hours)
     {p}:seq              string message sequence for unique Celery delivery tags
     {p}:circuit:{platform} hash the platform's circuit breaker
     {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate
@@ -44,6 +45,9 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.prefix}:stats"
+
+    def minute(self, epoch_minute: int) -> str:
+        return f"{self.prefix}:minute:{epoch_minute}"
 
     @property
     def seq(self) -> str:

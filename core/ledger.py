@@ -29,7 +29,8 @@ PUMP_LIMIT_PER_PLATFORM = 1_000
 
 
 @cache
-def _source(name: str) -> str:
+def script_source(name: str) -> str:
+    """The full text of one ledger script (the shared `_lib.lua` prepended)."""
     folder = resources.files("core") / "lua"
     return (folder / "_lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
 
@@ -57,6 +58,22 @@ class PumpResult:
     probes: int = 0
 
 
+def enqueue_argv(settings: Settings, events: Sequence[tuple[str, str, str, int]]) -> list[Any]:
+    """ARGV of `enqueue.lua` for (id, platform, body, event_ms) rows (shared with asyncio)."""
+    args: list[Any] = [settings.key_prefix, settings.queue, tasks.DELIVER]
+    args += [int(settings.lease_s * 1000), settings.batch_size]
+    for row in events:
+        args.extend(row)
+    return args
+
+
+def check_enqueue(result: Any, events: Sequence[Any]) -> list[int]:
+    """Check `enqueue.lua`'s answer: one outcome per event."""
+    if len(result) != len(events):
+        raise LedgerError(f"enqueue answered {len(result)} results for {len(events)} events")
+    return [int(r) for r in result]
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -76,7 +93,7 @@ class Ledger:
             if o.rate_limit_per_s is not None
         )
         self._scripts = {
-            name: client.register_script(_source(name))
+            name: client.register_script(script_source(name))
             for name in ("enqueue", "claim", "ack", "reschedule", "dead", "pump", "replay", "purge")
         }
 
@@ -87,14 +104,7 @@ class Ledger:
 
     def enqueue(self, events: Sequence[tuple[str, str, str, int]]) -> list[int]:
         """Store (id, platform, body, event_ms) tuples and publish their ids; one round trip."""
-        args: list[Any] = [self._p, self.settings.queue, tasks.DELIVER, self._lease_ms]
-        args.append(self.settings.batch_size)
-        for event_id, platform_id, body, event_ms in events:
-            args += (event_id, platform_id, body, event_ms)
-        result = self._run("enqueue", args)
-        if len(result) != len(events):
-            raise LedgerError(f"enqueue answered {len(result)} results for {len(events)} events")
-        return [int(r) for r in result]
+        return check_enqueue(self._run("enqueue", enqueue_argv(self.settings, events)), events)
 
     # -- worker side -----------------------------------------------------------------------
 
@@ -226,13 +236,19 @@ class Ledger:
         return PumpResult(int(published), int(reaped), int(poisoned), int(probes))
 
     def replay(
-        self, event_ids: Sequence[str], *, max_replays: int = 0, reasons: Sequence[str] = ()
+        self,
+        event_ids: Sequence[str],
+        *,
+        max_replays: int = 0,
+        reasons: Sequence[str] = (),
+        skip_open_circuits: bool = False,
     ) -> tuple[int, int]:
         """Schedule dead letters again: returns (replayed, skipped)."""
         if not event_ids:
             return 0, 0
         allowed = ",".join(reasons) if reasons else "*"
-        replayed, skipped = self._run("replay", [self._p, max_replays, allowed, *event_ids])
+        args = [self._p, max_replays, allowed, int(skip_open_circuits), *event_ids]
+        replayed, skipped = self._run("replay", args)
         return int(replayed), int(skipped)
 
     def purge(self, event_ids: Sequence[str]) -> int:

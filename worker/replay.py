@@ -25,7 +25,10 @@ def replay_transient(ledger: Ledger, *, page: int = PAGE) -> tuple[int, int]:
         if not ids:
             return replayed, skipped
         r, s = ledger.replay(
-            ids, max_replays=ledger.settings.max_replays, reasons=TRANSIENT_REASONS
+            ids,
+            max_replays=ledger.settings.max_replays,
+            reasons=TRANSIENT_REASONS,
+            skip_open_circuits=True,
         )
         replayed += r
         skipped += s

@@ -66,6 +66,15 @@ local function add_history(ev, record)
   redis.call('HSET', ev, 'history', h)
 end
 
+-- Count `field` in this minute's bucket ({p}:minute:{epoch minute}, kept two hours) and in the
+-- all-time counters ({p}:stats), so operators see rates as well as totals.
+local function count(p, field, n, now)
+  local bucket = key(p, 'minute', tostring(math.floor(now / 60000)))
+  redis.call('HINCRBY', bucket, field, n)
+  redis.call('EXPIRE', bucket, 7200)
+  redis.call('HINCRBY', key(p, 'stats'), field, n)
+end
+
 -- Move a claimed or parked envelope to the dead letters.
 local function to_dead(p, id, ev, platform, reason, status, message, now)
   redis.call('HSET', ev, 'state', 'dead', 'reason', reason, 'last_status', status,
@@ -73,5 +82,5 @@ local function to_dead(p, id, ev, platform, reason, status, message, now)
   redis.call('HDEL', ev, 'token')
   redis.call('ZREM', key(p, 'sched', platform), id)
   redis.call('ZADD', key(p, 'dead'), now, id)
-  redis.call('HINCRBY', key(p, 'stats'), 'dead:' .. reason, 1)
+  count(p, 'dead:' .. reason, 1, now)
 end

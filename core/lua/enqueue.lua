@@ -32,6 +32,6 @@ for i = 6, #ARGV, 4 do
 end
 if #ready > 0 then
   publish_all(p, queue, task, ready, per_msg)
-  redis.call('HINCRBY', key(p, 'stats'), 'enqueued', #ready)
+  count(p, 'enqueued', #ready, now)
 end
 return out

@@ -43,12 +43,13 @@ if kind == 'throttled' then
   rate = math.max(0.1, rate / 2)
   local paused = math.max(tonumber(redis.call('HGET', rk, 'paused_until_ms')) or 0, now + pause_ms)
   redis.call('HSET', rk, 'rate', rate, 'rate_ms', now, 'paused_until_ms', paused)
-  redis.call('HINCRBY', stats, 'throttled', 1)
+  count(p, 'throttled', 1, now)
   redis.call('HSET', ev, 'state', 'scheduled')
   redis.call('ZADD', key(p, 'sched', platform), paused, id)
   return {'retry', 0}
 end
 
+count(p, 'failed', 1, now)
 if kind == 'blocked' then
   open_circuit(reason)
 elseif kind == 'transient' then
@@ -60,7 +61,7 @@ if redis.call('HGET', ck, 'state') == 'open' then
   -- parked: the pump leaves an open platform alone but for one probe per probe interval
   redis.call('HSET', ev, 'state', 'scheduled')
   redis.call('ZADD', key(p, 'sched', platform), now, id)
-  redis.call('HINCRBY', stats, 'parked', 1)
+  count(p, 'parked', 1, now)
   return {'parked', opened}
 end
 attempts = attempts + 1
@@ -71,5 +72,5 @@ if attempts >= max_attempts then
 end
 redis.call('HSET', ev, 'state', 'scheduled')
 redis.call('ZADD', key(p, 'sched', platform), now + delay_ms, id)
-redis.call('HINCRBY', stats, 'retried', 1)
+count(p, 'retried', 1, now)
 return {'retry', opened}

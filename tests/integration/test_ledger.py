@@ -304,3 +304,31 @@ def test_the_send_rate_is_shared_and_spreads_a_burst(
     )
     gaps = [b - a for a, b in itertools.pairwise(dues)]
     assert all(95 <= g <= 105 for g in gaps)
+
+
+def test_periodic_replay_skips_platforms_whose_circuit_is_open(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(settings, max_attempts=1)
+    ledger.enqueue([row("a")])
+    ledger.claim("a", "t")
+    ledger.reschedule("a", "t", kind="transient", delay_s=0, status="500", message="x", record={})
+    rclient.hset("eventfwd:circuit:acme", "state", "open")
+    assert ledger.replay(["a"], reasons=["retries_exhausted"], skip_open_circuits=True) == (0, 1)
+    rclient.hset("eventfwd:circuit:acme", "state", "closed")
+    assert ledger.replay(["a"], reasons=["retries_exhausted"], skip_open_circuits=True) == (1, 0)
+
+
+def test_counters_are_kept_per_minute_as_well_as_in_total(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(settings)
+    ledger.enqueue([row("a"), row("b")])
+    ledger.claim("a", "t")
+    ledger.ack("a", "t")
+    minute = int(time.time() // 60)
+    buckets = [rclient.hgetall(f"eventfwd:minute:{m}") for m in (minute - 1, minute)]
+    assert sum(int(b.get("delivered", 0)) for b in buckets) == 1
+    assert sum(int(b.get("enqueued", 0)) for b in buckets) == 2
+    assert 0 < rclient.ttl(f"eventfwd:minute:{minute}") <= 7200 or buckets[1] == {}
+    assert rclient.hget("eventfwd:stats", "delivered") == "1"

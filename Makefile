@@ -1,0 +1,43 @@
+# Every target bootstraps first (idempotent: a venv in .venv, the package, redis-server).
+.DEFAULT_GOAL := help
+SHELL := bash
+
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+DEV_ARGS ?=
+
+.PHONY: help bootstrap dev test lint format bench clean distclean
+
+help: ## Show this list
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) \
+		| awk -F':.*## ' '{ printf "  make %-10s %s\n", $$1, $$2 }'
+	@echo "  (PYTEST_ARGS='-m \"not integration\"' make test; DEV_ARGS='...' make dev)"
+
+bootstrap: ## Create .venv, install eventfwd with dev tools, install redis-server if missing
+	@scripts/bootstrap
+
+dev: bootstrap ## Run the whole stack locally (private Redis, fake Moloco, worker, beat); Ctrl-C stops
+	$(BIN)/eventfwd dev $(DEV_ARGS)
+
+test: bootstrap ## Run the test suite (starts its own redis-server, sink, worker and beat)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: bootstrap ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: bootstrap ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: bootstrap ## Run the benchmarks (python -m bench)
+	$(BIN)/python -m bench
+
+clean: ## Remove caches, build output and the dev stack's state (keeps .venv)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .eventfwd-dev
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)
