@@ -38,11 +38,16 @@ end
 if kind == 'throttled' then
   local cfg_rate, pause_ms = tonumber(ARGV[13]), tonumber(ARGV[14])
   local rk = key(p, 'rate', platform)
-  local rate = tonumber(redis.call('HGET', rk, 'rate')) or cfg_rate
-  -- multiplicative decrease, floor of one request every ten seconds
-  rate = math.max(0.1, rate / 2)
-  local paused = math.max(tonumber(redis.call('HGET', rk, 'paused_until_ms')) or 0, now + pause_ms)
-  redis.call('HSET', rk, 'rate', rate, 'rate_ms', now, 'paused_until_ms', paused)
+  local r = redis.call('HMGET', rk, 'rate', 'paused_until_ms', 'decreased_ms')
+  local rate = tonumber(r[1]) or cfg_rate
+  -- multiplicative decrease, at most once a second: 429s answered to requests that were already
+  -- on their way report the same congestion. Floor: one request every ten seconds.
+  if now - (tonumber(r[3]) or 0) >= 1000 then
+    rate = math.max(0.1, rate / 2)
+    redis.call('HSET', rk, 'rate', rate, 'rate_ms', now, 'decreased_ms', now)
+  end
+  local paused = math.max(tonumber(r[2]) or 0, now + pause_ms)
+  redis.call('HSET', rk, 'paused_until_ms', paused)
   count(p, 'throttled', 1, now)
   redis.call('HSET', ev, 'state', 'scheduled')
   redis.call('ZADD', key(p, 'sched', platform), paused, id)

@@ -332,3 +332,25 @@ def test_counters_are_kept_per_minute_as_well_as_in_total(
     assert sum(int(b.get("enqueued", 0)) for b in buckets) == 2
     assert 0 < rclient.ttl(f"eventfwd:minute:{minute}") <= 7200 or buckets[1] == {}
     assert rclient.hget("eventfwd:stats", "delivered") == "1"
+
+
+def test_a_burst_of_429s_halves_the_rate_once_per_second(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(settings)
+    ledger.enqueue([row(str(i)) for i in range(3)])
+    for i in range(3):
+        assert ledger.claim(str(i), "t").status == "ok"
+    for i in range(3):
+        ledger.reschedule(
+            str(i),
+            "t",
+            kind="throttled",
+            delay_s=0,
+            status="429",
+            message="",
+            record={},
+            rate_per_s=40,
+            pause_s=0,
+        )
+    assert float(rclient.hget("eventfwd:rate:acme", "rate")) == 15  # 30/s halved once, not thrice
