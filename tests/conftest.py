@@ -62,7 +62,7 @@ def settings(redis_url: str) -> Settings:
 def sink() -> Iterator[Any]:
     from worker.sink.server import SinkServer
 
-    server = SinkServer(api_key="test-key")
+    server = SinkServer(api_key="test-key", events_kept=100_000)
     server.start()
     yield server
     server.stop()

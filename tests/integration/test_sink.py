@@ -17,13 +17,10 @@ from typing import Any
 import pytest
 import requests
 
+from worker.sink import SinkServer
+from worker.sink.faults import FaultSpecError, parse_fault_spec
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # pytest's own entry point does not put the repo root there
-    sys.path.insert(0, str(ROOT))
-
-from worker.sink import SinkServer  # noqa: E402
-from worker.sink.faults import FaultSpecError, parse_fault_spec  # noqa: E402
-
 EXAMPLES = ROOT / "tests" / "fixtures" / "moloco_examples.jsonl"
 API_PATH = "/rmp/event/v1/platforms/{}/userevents"
 KEY = {"x-api-key": "dev-key"}
@@ -118,6 +115,17 @@ def test_accepted_events_are_recorded_in_memory_and_in_the_record_file(
     assert [line["event"] for line in lines] == bodies
     assert {line["platform_id"] for line in lines} == {"acme"}
     assert all(abs(line["received_at_ms"] - now_ms()) < 60_000 for line in lines)
+
+
+def test_only_the_newest_events_are_kept_in_memory(http: requests.Session) -> None:
+    bodies = examples()[:3]
+    with SinkServer(events_kept=2) as sink:
+        for body in bodies:
+            post(http, sink, body)
+        kept = [record["event"]["id"] for record in sink.events()]
+        assert sink.stats()["accepted"] == 3
+
+    assert kept == [body["id"] for body in bodies[1:]]
 
 
 def test_an_item_with_only_an_item_group_id_is_accepted(
