@@ -24,7 +24,7 @@ from core.settings import Settings
 ACCEPTED, DUPLICATE, ALREADY_DELIVERED = 1, 0, 2
 
 # ids that the pump may republish even with this many messages already waiting in the queue.
-QUEUE_HIGH_WATER = 1_000
+QUEUE_HIGH_WATER = 100
 PUMP_LIMIT_PER_PLATFORM = 1_000
 
 
@@ -112,7 +112,15 @@ class Ledger:
         """Take `event_id` under a lease held by `token`, or learn why not."""
         r = self._run(
             "claim",
-            [self._p, event_id, token, self._lease_ms, self.settings.rate_limit_per_s, self._rates],
+            [
+                self._p,
+                event_id,
+                token,
+                self._lease_ms,
+                self.settings.rate_limit_per_s,
+                self._rates,
+                self.settings.poison_threshold,
+            ],
         )
         status = _text(r[0])
         if status == "ok":

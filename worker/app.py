@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 from core import tasks
@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.eventfwd_settings = settings
     from worker import startup as _startup  # noqa: F401  (connects the start-up checks)
     from worker import tasks as _tasks  # noqa: F401  (registers the tasks on this app)
+    from worker.observability import start_beat_monitoring
+
+    signals.beat_init.connect(start_beat_monitoring, weak=False, dispatch_uid="eventfwd.sentry")
 
     return app
 

@@ -16,6 +16,7 @@ from core.ledger import Claim, Ledger
 from core.settings import Settings
 from worker.backoff import parse_retry_after, retry_delay_s
 from worker.classify import Outcome, circuit_reason, classify
+from worker.observability import report_circuit, report_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +79,45 @@ class Deliverer:
         s = self.settings
         age_s = time.time() - claim.event_ms / 1000
         if age_s > s.max_event_age_s:
-            self.ledger.dead(
+            message = f"event is {age_s / 86400:.1f} days old, over the maximum age"
+            moved = self.ledger.dead(
                 event_id,
                 token,
                 reason="expired",
                 status="",
-                message=f"event is {age_s / 86400:.1f} days old, over the maximum age",
+                message=message,
                 record=None,
                 count_attempt=False,
                 answered=False,
             )
             log.warning("event_id=%s dead: expired", event_id)
+            if moved:
+                report_dead_letter(
+                    event_id=event_id,
+                    platform_id=claim.platform_id,
+                    reason="expired",
+                    status="",
+                    message=message,
+                )
             return "expired"
         platform = s.platform(claim.platform_id)
         if not platform.base_url or not platform.api_key:
             missing = "base URL" if not platform.base_url else "API key"
-            action, _ = self.ledger.reschedule(
+            message = f"no Moloco {missing} configured for platform {claim.platform_id}"
+            action, opened = self.ledger.reschedule(
                 event_id,
                 token,
                 kind="blocked",
                 delay_s=0,
                 status="",
-                message=f"no Moloco {missing} configured for platform {claim.platform_id}",
+                message=message,
                 record={"at_ms": _now_ms(), "status": None, "outcome": "config"},
                 reason="config",
             )
+            if opened:
+                report_circuit(
+                    platform_id=claim.platform_id, opened=True, reason="config", message=message
+                )
             return action
 
         response = self._post(platform.endpoint, platform.api_key, claim.body)
@@ -119,10 +134,13 @@ class Deliverer:
             _held, closed = self.ledger.ack(event_id, token)
             if closed:
                 log.warning("platform=%s circuit closed: probe delivered", claim.platform_id)
+                report_circuit(
+                    platform_id=claim.platform_id, opened=False, reason="probe_delivered"
+                )
             log.debug("event_id=%s delivered status=%s", event_id, status)
             return "delivered"
         if outcome is Outcome.PERMANENT:
-            self.ledger.dead(
+            moved = self.ledger.dead(
                 event_id,
                 token,
                 reason="rejected",
@@ -138,6 +156,14 @@ class Deliverer:
                 status,
                 response.message,
             )
+            if moved:
+                report_dead_letter(
+                    event_id=event_id,
+                    platform_id=claim.platform_id,
+                    reason="rejected",
+                    status=status,
+                    message=response.message,
+                )
             return "rejected"
         if outcome is Outcome.THROTTLED:
             pause_s = response.retry_after_s
@@ -175,6 +201,13 @@ class Deliverer:
                     status,
                     response.message,
                 )
+                report_circuit(
+                    platform_id=claim.platform_id,
+                    opened=True,
+                    reason=reason,
+                    status=status,
+                    message=response.message,
+                )
             return "blocked"
         delay_s = retry_delay_s(claim.attempts + 1, base_s=s.retry_base_s, max_s=s.retry_max_s)
         if response.retry_after_s is not None:
@@ -191,6 +224,21 @@ class Deliverer:
         if opened:
             log.error(
                 "platform=%s circuit opened: outage (%s)", claim.platform_id, response.message
+            )
+            report_circuit(
+                platform_id=claim.platform_id,
+                opened=True,
+                reason="outage",
+                status=status,
+                message=response.message,
+            )
+        if action == "dead":
+            report_dead_letter(
+                event_id=event_id,
+                platform_id=claim.platform_id,
+                reason="retries_exhausted",
+                status=status,
+                message=response.message,
             )
         log.info(
             "event_id=%s transient failure status=%s: %s (%s)",

@@ -10,6 +10,7 @@ from celery import signals
 
 from core.connection import connect
 from core.settings import Settings
+from worker.observability import init_sentry
 from worker.persistence import persistence_problems
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 def check_at_start(sender: Any = None, **_: Any) -> None:
     """Refuse to start without a Moloco endpoint; warn loudly about a non-durable Redis."""
     settings: Settings = sender.app.conf.eventfwd_settings
+    init_sentry(settings, component="worker")  # first, so a failing check below is reported
     settings.require_delivery_config()
     client = connect(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     try:

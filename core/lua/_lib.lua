@@ -18,8 +18,11 @@ local function now_ms()
 end
 
 -- Celery protocol-2 message (kombu Redis transport envelope, raw JSON body) for task `task`
--- with args [ids]. Pushed exactly where kombu's own publish would put a priority-0 message.
-local function publish(p, queue, task, ids)
+-- with args [ids], pushed where kombu's own publish puts a priority-0 message: LPUSH, the tail
+-- of the queue (kombu consumes with BRPOP). `head` = true pushes to the other end instead, so
+-- that events already due (retries, recoveries, rate-paced releases) do not wait behind a
+-- backlog of fresh messages.
+local function publish(p, queue, task, ids, head)
   local tag = p .. '-' .. redis.call('INCR', key(p, 'seq'))
   local task_id = ids[1]
   if #ids > 1 then task_id = tag end
@@ -38,20 +41,20 @@ local function publish(p, queue, task, ids)
       delivery_info = {exchange = '', routing_key = queue}, delivery_tag = tag,
     },
   })
-  redis.call('LPUSH', queue, msg)
+  redis.call(head and 'RPUSH' or 'LPUSH', queue, msg)
 end
 
 -- Publish `ids` in messages of at most `per_msg` ids each.
-local function publish_all(p, queue, task, ids, per_msg)
+local function publish_all(p, queue, task, ids, per_msg, head)
   local chunk = {}
   for _, id in ipairs(ids) do
     chunk[#chunk + 1] = id
     if #chunk >= per_msg then
-      publish(p, queue, task, chunk)
+      publish(p, queue, task, chunk, head)
       chunk = {}
     end
   end
-  if #chunk > 0 then publish(p, queue, task, chunk) end
+  if #chunk > 0 then publish(p, queue, task, chunk, head) end
 end
 
 -- Append one JSON history record to an envelope, keeping the newest ~8 KiB.

@@ -53,8 +53,9 @@ for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
           redis.call('HSET', ev, 'state', 'queued', 'probe', 1)
           redis.call('ZADD', sched, now + lease_ms, id)
           redis.call('HSET', ck, 'next_probe_ms', now + probe_ms, 'last_probe_ms', now)
-          publish(p, queue, task, {id})
+          publish(p, queue, task, {id}, true)
           out.probes = out.probes + 1
+          count(p, 'probes', 1, now)
           break
         end
       end
@@ -87,6 +88,6 @@ for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
     end
   end
 end
-if #ready > 0 then publish_all(p, queue, task, ready, per_msg) end
+if #ready > 0 then publish_all(p, queue, task, ready, per_msg, true) end
 out.published = #ready
 return {out.published, out.reaped, out.poisoned, out.probes, out.more}

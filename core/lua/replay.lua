@@ -28,7 +28,7 @@ for i = 5, #ARGV do
   if f[1] == 'dead' and not blocked and (any or allowed[f[2]]) and (cap == 0 or replays < cap) then
     redis.call('HSET', ev, 'state', 'scheduled', 'attempts', 0, 'replays', replays + 1,
       'lease_expiries', 0, 'replayed_ms', now)
-    redis.call('HDEL', ev, 'reason', 'dead_ms', 'token', 'probe', 'slot_ms')
+    redis.call('HDEL', ev, 'reason', 'dead_ms', 'token', 'probe')
     redis.call('ZREM', key(p, 'dead'), id)
     redis.call('ZADD', key(p, 'sched', f[4]), now, id)
     redis.call('SADD', key(p, 'platforms'), f[4])
