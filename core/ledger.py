@@ -56,6 +56,7 @@ class PumpResult:
     reaped: int = 0
     poisoned: int = 0
     probes: int = 0
+    poisoned_ids: tuple[tuple[str, str], ...] = ()  # (event id, platform id)
 
 
 def enqueue_argv(settings: Settings, events: Sequence[tuple[str, str, str, int]]) -> list[Any]:
@@ -225,7 +226,7 @@ class Ledger:
     def pump(self) -> PumpResult:
         """Publish due events and recover lost ones, at most the platform's rate per interval."""
         s = self.settings
-        published, reaped, poisoned, probes, _more = self._run(
+        published, reaped, poisoned, probes, _more, poison = self._run(
             "pump",
             [
                 self._p,
@@ -241,7 +242,10 @@ class Ledger:
                 int(s.pump_interval_s * 1000),
             ],
         )
-        return PumpResult(int(published), int(reaped), int(poisoned), int(probes))
+        pairs = tuple(
+            (_text(poison[i]), _text(poison[i + 1])) for i in range(0, len(poison), 2)
+        )
+        return PumpResult(int(published), int(reaped), int(poisoned), int(probes), pairs)
 
     def replay(
         self,

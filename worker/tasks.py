@@ -13,7 +13,7 @@ from core import tasks as names
 from core.connection import connect
 from core.ledger import Ledger
 from core.settings import Settings
-from worker import replay
+from worker import observability, replay
 from worker.delivery import Deliverer, make_session
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,14 @@ def deliver(self: Task, event_ids: list[str]) -> dict[str, int]:
 def pump(self: Task) -> dict[str, Any]:
     """Publish due retries, recover lost work, release circuit probes."""
     result = process_state(_settings(self)).ledger.pump()
+    for event_id, platform_id in result.poisoned_ids:
+        observability.report_dead_letter(
+            event_id=event_id,
+            platform_id=platform_id,
+            reason="poison",
+            status="",
+            message="the worker holding it died too often",
+        )
     if result.reaped or result.poisoned:
         log.warning(
             "pump recovered %d expired lease(s), dead-lettered %d poison event(s)",

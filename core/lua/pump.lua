@@ -6,7 +6,8 @@
 -- ARGV: 1 prefix, 2 queue, 3 task, 4 lease_ms, 5 max ids per platform per call, 6 ids per message,
 --       7 poison threshold, 8 queue high-water (no republish of lost messages above it),
 --       9 probe_ms, 10 default rate per second, 11 pump interval ms
--- Returns: {published, reaped, poisoned, probes, more}: more = 1 when a platform had more due
+-- Returns: {published, reaped, poisoned, probes, more, {poisoned id, platform, ...}}:
+--          more = 1 when a platform had more due
 local p, queue, task = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, limit, per_msg = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local poison, high_water, probe_ms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -14,7 +15,7 @@ local default_rate, interval_ms = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = now_ms()
 local queue_len = redis.call('LLEN', queue)
 local out = {published = 0, reaped = 0, poisoned = 0, probes = 0, more = 0}
-local ready = {}
+local ready, poisoned = {}, {}
 
 local function reap(id, ev, platform)
   out.reaped = out.reaped + 1
@@ -22,6 +23,8 @@ local function reap(id, ev, platform)
   redis.call('HDEL', ev, 'token', 'probe')
   if n >= poison then
     out.poisoned = out.poisoned + 1
+    poisoned[#poisoned + 1] = id
+    poisoned[#poisoned + 1] = platform
     to_dead(p, id, ev, platform, 'poison', '', 'the worker holding it died ' .. n .. ' times', now)
     return false
   end
@@ -90,4 +93,4 @@ for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
 end
 if #ready > 0 then publish_all(p, queue, task, ready, per_msg, true) end
 out.published = #ready
-return {out.published, out.reaped, out.poisoned, out.probes, out.more}
+return {out.published, out.reaped, out.poisoned, out.probes, out.more, poisoned}
