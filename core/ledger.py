@@ -7,6 +7,7 @@ example after a restart) and each method here checks the answer it gets.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -82,8 +83,16 @@ def _text(value: Any) -> str:
 class Ledger:
     """Atomic transitions of the event state machine (DESIGN.md §3)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.Redis, settings: Settings, *, retry_budget_s: float = 0.0
+    ) -> None:
+        """`retry_budget_s`: how long to keep retrying a script through connection errors.
+
+        Every script is safe to repeat when its answer was lost: enqueue ignores ids it holds,
+        ack is idempotent, and the compare-and-set scripts answer 'lost' the second time.
+        """
         self.client = client
+        self._retry_budget_s = retry_budget_s
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._p = settings.key_prefix
@@ -99,7 +108,16 @@ class Ledger:
         }
 
     def _run(self, name: str, args: Sequence[Any]) -> Any:
-        return self._scripts[name](keys=[], args=list(args))
+        deadline = time.monotonic() + self._retry_budget_s
+        pause_s = 0.05
+        while True:
+            try:
+                return self._scripts[name](keys=[], args=list(args))
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                if time.monotonic() + pause_s > deadline:
+                    raise
+                time.sleep(pause_s)
+                pause_s = min(pause_s * 2, 0.5)
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -242,9 +260,7 @@ class Ledger:
                 int(s.pump_interval_s * 1000),
             ],
         )
-        pairs = tuple(
-            (_text(poison[i]), _text(poison[i + 1])) for i in range(0, len(poison), 2)
-        )
+        pairs = tuple((_text(poison[i]), _text(poison[i + 1])) for i in range(0, len(poison), 2))
         return PumpResult(int(published), int(reaped), int(poisoned), int(probes), pairs)
 
     def replay(

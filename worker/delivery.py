@@ -261,14 +261,22 @@ class Deliverer:
                     self.settings.http_timeout_s,
                 ),
                 allow_redirects=False,
+                stream=True,
             )
-            text = r.text
         except requests.Timeout:
             return Response(None, "timeout", None, _ms_since(started))
         except requests.RequestException as exc:
             return Response(
                 None, f"connection error ({type(exc).__name__})", None, _ms_since(started)
             )
+        # The status line is the answer: a 200 whose body then breaks off was still accepted,
+        # and resending it would only make a duplicate.
+        try:
+            text = r.text
+        except requests.RequestException as exc:
+            text = f"unreadable response body ({type(exc).__name__})"
+        finally:
+            r.close()
         return Response(
             r.status_code,
             moloco_message(text) if r.status_code >= 300 else "",

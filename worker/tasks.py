@@ -18,6 +18,8 @@ from worker.delivery import Deliverer, make_session
 
 log = logging.getLogger(__name__)
 
+LEDGER_RETRY_BUDGET_S = 5.0
+
 
 @dataclass
 class _ProcessState:
@@ -34,7 +36,9 @@ def process_state(settings: Settings) -> _ProcessState:
     global _state
     if _state is None or _state.pid != os.getpid():
         client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        ledger = Ledger(client, settings)
+        # Retry a script through a Redis blip: above all, an ack lost after Moloco's 200 would
+        # otherwise mean a resend once the lease expires.
+        ledger = Ledger(client, settings, retry_budget_s=LEDGER_RETRY_BUDGET_S)
         _state = _ProcessState(os.getpid(), ledger, Deliverer(settings, ledger, make_session()))
     return _state
 

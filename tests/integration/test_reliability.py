@@ -171,3 +171,35 @@ def test_warm_shutdown_finishes_the_request_in_flight(
     assert not rclient.exists(f"eventfwd:ev:{event_id}")
     assert rclient.hget("eventfwd:stats", "delivered") == "1"
     assert sink.stats()["requests"] == 1
+
+
+@pytest.mark.parametrize("fault", ["malformed", "truncated"])
+def test_a_200_with_a_broken_body_counts_as_delivered_and_is_not_resent(  # type: ignore[no-untyped-def]
+    make_stack, sink, rclient: redis.Redis, fault: str
+) -> None:
+    sink.add_fault({"fault": fault, "count": 1})
+    stack = make_stack()
+    stack.worker()
+    stack.beat()
+    (event_id,) = EventProducer(settings=stack.settings()).enqueue_many(P, sample_events(1))
+    wait_for(lambda: rclient.exists(f"eventfwd:done:{event_id}"), 20, what="the delivery")
+    time.sleep(1)
+    assert accepted(sink) == {event_id: 1}
+    assert sink.stats()["requests"] == 1
+
+
+def test_a_redis_blip_between_moloco_and_the_ack_does_not_resend(  # type: ignore[no-untyped-def]
+    make_stack, sink, redis_server, rclient: redis.Redis
+) -> None:
+    sink.add_fault({"fault": "latency", "latency_ms": 1500, "count": 1})
+    stack = make_stack()
+    stack.worker(concurrency=1)
+    stack.beat()
+    (event_id,) = EventProducer(settings=stack.settings()).enqueue_many(P, sample_events(1))
+    wait_for(lambda: sink.stats()["requests"] == 1, 20, what="the slow request")
+    redis_server.kill()  # the worker gets Moloco's 200 while Redis is away
+    time.sleep(1.5)
+    redis_server.start()
+    wait_for(lambda: rclient.exists(f"eventfwd:done:{event_id}"), 20, what="the ack")
+    time.sleep(6)  # longer than the lease: nothing is resent
+    assert sink.stats()["requests"] == 1
