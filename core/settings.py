@@ -141,8 +141,14 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "QUEUE": ("queue", _key_prefix),
     "STRICT_FIELDS": ("strict_fields", _bool),
     "SPOOL_DIR": ("spool_dir", _text),
+    "SPOOL_MAX_MB": ("spool_max_mb", _positive_float),
+    "HASH_IDENTIFIERS": ("hash_identifiers", _bool),
+    "HASH_PEPPER": ("hash_pepper", _text),
     "BATCH_SIZE": ("batch_size", _positive_int),
     "POISON_THRESHOLD": ("poison_threshold", _positive_int),
+    "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", _positive_float),
+    "DEAD_LETTER_MAX_COUNT": ("dead_letter_max_count", _positive_int),
+    "DEAD_LETTER_EXPORT_DIR": ("dead_letter_export_dir", _text),
 }
 
 
@@ -170,8 +176,14 @@ class Settings:
     queue: str = "eventfwd"
     strict_fields: bool = False
     spool_dir: str | None = None
+    spool_max_mb: float = 512.0
+    hash_identifiers: bool = False
+    hash_pepper: str | None = field(default=None, repr=False)
     batch_size: int = 1
     poison_threshold: int = 3
+    dead_letter_retention_days: float = 30.0
+    dead_letter_max_count: int = 1_000_000
+    dead_letter_export_dir: str | None = None
     platforms: Mapping[str, PlatformOverride] = field(default_factory=dict)
 
     @classmethod
@@ -255,11 +267,11 @@ class Settings:
         return f"Settings({self.redacted()})"
 
     def redacted(self) -> dict[str, Any]:
-        """Return the settings as a dict fit to print: API keys shown only as set/unset."""
+        """Return the settings as a dict fit to print: API keys and pepper only as set/unset."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "moloco_api_key":
+            if f.name in ("moloco_api_key", "hash_pepper"):
                 value = "<set>" if value else None
             elif f.name == "platforms":
                 value = {

@@ -1,4 +1,8 @@
-"""`EventProducer`: validate, then write ledger entry and queue message in one atomic step."""
+"""`EventProducer`: validate, then write ledger entry and queue message in one atomic step.
+
+With `EVENTFWD_SPOOL_DIR` set, events that Redis cannot take go to the local spool instead
+(`producers.spool`) and a background thread moves them into the ledger when Redis is back.
+"""
 
 from __future__ import annotations
 
@@ -10,39 +14,37 @@ from typing import Any
 import redis
 
 from core.connection import connect, redact_url
-from core.errors import EnqueueError, InvalidEvent
 from core.ledger import Ledger
-from core.schema import ValidEvent, validate_event, validate_platform_id
+from core.schema import ValidEvent
 from core.settings import Settings
+from producers.base import ProducerBase, resolve_settings
+from producers.failover import (
+    CONNECT_TIMEOUT_S,
+    ENQUEUE_BUDGET_S,
+    FAILOVER_BUDGET_S,
+    SOCKET_TIMEOUT_S,
+    RetryPlan,
+    give_up_error,
+    is_unavailable,
+)
+from producers.spool import Row
 
 log = logging.getLogger(__name__)
 
-# Redis unreachable: give up after about a second in total, never hang a web request.
-ENQUEUE_BUDGET_S = 1.0
-CONNECT_TIMEOUT_S = 0.25
-SOCKET_TIMEOUT_S = 0.5
-RETRY_PAUSE_S = (0.02, 0.05, 0.1, 0.2, 0.3)
 
-
-class EventProducer:
+class EventProducer(ProducerBase):
     """Validate events and hand them to the ledger; safe to share between threads."""
 
     def __init__(self, redis_url: str | None = None, *, settings: Settings | None = None) -> None:
-        settings = settings or Settings.from_env()
-        if redis_url is not None:
-            settings = settings.replace(redis_url=redis_url)
-        self.settings = settings
+        self.settings = resolve_settings(redis_url, settings)
         self._client = connect(
-            settings.redis_url,
+            self.settings.redis_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             health_check_interval=30,
         )
-        self._ledger = Ledger(self._client, settings)
-
-    def validate(self, event: Mapping[str, Any]) -> ValidEvent:
-        """Return the event as it will be sent, or raise `InvalidEvent` naming every problem."""
-        return validate_event(event, strict_fields=self.settings.strict_fields)
+        self._ledger = Ledger(self._client, self.settings)
+        self._init_spool(lambda: self._ledger)
 
     def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
         """Validate and enqueue one event for `platform_id`; return its id."""
@@ -54,46 +56,39 @@ class EventProducer:
         Any invalid event raises `InvalidEvent` (its `index` says which) before anything is
         written. Enqueueing an id that is already waiting or was delivered recently is a no-op.
         """
-        valid: list[ValidEvent] = []
-        for index, event in enumerate(events):
-            try:
-                valid.append(self.validate(event))
-            except InvalidEvent as exc:
-                raise InvalidEvent(exc.errors, index=index) from None
-        return self.enqueue_validated(platform_id, valid)
+        return self.enqueue_validated(platform_id, self.validate_many(events))
 
     def enqueue_validated(self, platform_id: str, events: Sequence[ValidEvent]) -> list[str]:
         """Enqueue events that `validate()` already accepted, in one round trip."""
-        platform_id = validate_platform_id(platform_id)
-        if not events:
-            return []
-        rows = [(v.id, platform_id, v.body, int(v.wire["timestamp"])) for v in events]
-        self._store(rows)
-        return [v.id for v in events]
+        rows = self._rows(platform_id, events)
+        if rows:
+            self._store(rows)
+        return [row[0] for row in rows]
 
-    def _store(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
-        deadline = time.monotonic() + ENQUEUE_BUDGET_S
-        pauses = iter(RETRY_PAUSE_S)
+    def _store(self, rows: Sequence[Row]) -> None:
+        if self._spooling_now():
+            self._spool_rows(rows)
+            return
+        plan = RetryPlan(ENQUEUE_BUDGET_S if self.spool is None else FAILOVER_BUDGET_S)
         while True:
             try:
                 # Safe to repeat after a timeout: enqueue leaves an id it already has untouched.
                 self._ledger.enqueue(rows)
                 return
-            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
-                pause = next(pauses, None)
-                if pause is None or time.monotonic() + pause >= deadline:
+            except redis.RedisError as exc:
+                pause = plan.pause_after(exc)
+                if pause is None:
+                    if self.spool is not None and is_unavailable(exc):
+                        self._spool_rows(rows, cause=exc)
+                        return
                     url = redact_url(self.settings.redis_url)
-                    raise EnqueueError(
-                        f"could not store {len(rows)} event(s): Redis at {url} unreachable "
-                        f"({type(exc).__name__}: {exc})"
-                    ) from exc
+                    raise give_up_error(exc, len(rows), url) from exc
                 log.debug("enqueue retry after %s", type(exc).__name__)
                 time.sleep(pause)
-            except redis.ResponseError as exc:
-                raise EnqueueError(f"Redis refused the enqueue: {exc}") from exc
 
     def close(self) -> None:
-        """Release the Redis connections."""
+        """Stop the spool drainer and release the Redis connections."""
+        self._stop_drainer()
         self._client.close()
 
     def __enter__(self) -> EventProducer:

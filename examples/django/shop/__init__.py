@@ -1,0 +1,1 @@
+"""A minimal Django project that forwards user events with eventfwd."""

@@ -1,0 +1,142 @@
+"""`AsyncEventProducer`: `EventProducer` for asyncio (redis.asyncio), with the same semantics.
+
+It runs the same `enqueue.lua` with the same ARGV (`core.ledger.enqueue_argv`), so an event
+enqueued from either producer is the same ledger entry. Make one per event loop (in an ASGI
+app: in the lifespan, see `producers.fastapi`) and `await aclose()` it at the end. Spool writes
+run in a thread (they fsync); the spool drainer is a thread with its own synchronous client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.sentinel import Sentinel
+
+from core.connection import connect, redact_url, sentinel_parts
+from core.errors import ConfigError
+from core.ledger import Ledger, check_enqueue, enqueue_argv, script_source
+from core.schema import ValidEvent
+from core.settings import Settings
+from producers.base import ProducerBase, resolve_settings
+from producers.failover import (
+    CONNECT_TIMEOUT_S,
+    ENQUEUE_BUDGET_S,
+    FAILOVER_BUDGET_S,
+    SOCKET_TIMEOUT_S,
+    RetryPlan,
+    give_up_error,
+    is_unavailable,
+)
+from producers.spool import Row
+
+log = logging.getLogger(__name__)
+
+# Connections per producer; requests beyond wait for one (within the enqueue budget).
+MAX_CONNECTIONS = 32
+# One try may not outlast a connect plus a read, whatever the pool or the network does.
+ATTEMPT_LIMIT_S = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
+
+
+def connect_async(url: str, *, pool_timeout_s: float, **options: Any) -> aredis.Redis:
+    """An asyncio Redis client for `url` (the URL forms `core.connection.connect` takes)."""
+    if url.startswith("sentinel://"):
+        hosts, db, master, password = sentinel_parts(url)
+        sentinel = Sentinel(hosts, socket_timeout=options.get("socket_timeout"))
+        return sentinel.master_for(master, db=db, password=password, **options)
+    try:
+        pool = aredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=pool_timeout_s, **options
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f"EVENTFWD_REDIS_URL {redact_url(url)!r} is not a Redis URL: {exc}"
+        ) from None
+    return aredis.Redis(connection_pool=pool)
+
+
+class AsyncEventProducer(ProducerBase):
+    """Validate events and hand them to the ledger from asyncio code; one per event loop."""
+
+    def __init__(self, redis_url: str | None = None, *, settings: Settings | None = None) -> None:
+        self.settings = resolve_settings(redis_url, settings)
+        self._client = connect_async(
+            self.settings.redis_url,
+            pool_timeout_s=FAILOVER_BUDGET_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            health_check_interval=30,
+        )
+        self._script = self._client.register_script(script_source("enqueue"))
+        self._drain_client: redis.Redis | None = None
+        self._init_spool(self._drain_ledger)
+
+    def _drain_ledger(self) -> Ledger:
+        # Called in the drainer thread: a synchronous client of its own, outside any loop.
+        if self._drain_client is None:
+            self._drain_client = connect(
+                self.settings.redis_url,
+                socket_connect_timeout=CONNECT_TIMEOUT_S,
+                socket_timeout=SOCKET_TIMEOUT_S * 4,
+            )
+        return Ledger(self._drain_client, self.settings)
+
+    async def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
+        """Validate and enqueue one event for `platform_id`; return its id."""
+        return (await self.enqueue_validated(platform_id, [self.validate(event)]))[0]
+
+    async def enqueue_many(
+        self, platform_id: str, events: Iterable[Mapping[str, Any]]
+    ) -> list[str]:
+        """Validate every event, then enqueue them all in one round trip; return their ids."""
+        return await self.enqueue_validated(platform_id, self.validate_many(events))
+
+    async def enqueue_validated(self, platform_id: str, events: Sequence[ValidEvent]) -> list[str]:
+        """Enqueue events that `validate()` already accepted, in one round trip."""
+        rows = self._rows(platform_id, events)
+        if rows:
+            await self._store(rows)
+        return [row[0] for row in rows]
+
+    async def _store(self, rows: Sequence[Row]) -> None:
+        if self._spooling_now():
+            await asyncio.to_thread(self._spool_rows, rows)
+            return
+        plan = RetryPlan(ENQUEUE_BUDGET_S if self.spool is None else FAILOVER_BUDGET_S)
+        args = enqueue_argv(self.settings, rows)
+        while True:
+            try:
+                try:
+                    async with asyncio.timeout(ATTEMPT_LIMIT_S):
+                        result = await self._script(keys=[], args=args)
+                except TimeoutError as exc:  # the asyncio limit, not a socket timeout
+                    raise redis.TimeoutError(f"no answer within {ATTEMPT_LIMIT_S}s") from exc
+                check_enqueue(result, rows)
+                return
+            except redis.RedisError as exc:
+                pause = plan.pause_after(exc)
+                if pause is None:
+                    if self.spool is not None and is_unavailable(exc):
+                        await asyncio.to_thread(self._spool_rows, rows, exc)
+                        return
+                    url = redact_url(self.settings.redis_url)
+                    raise give_up_error(exc, len(rows), url) from exc
+                log.debug("enqueue retry after %s", type(exc).__name__)
+                await asyncio.sleep(pause)
+
+    async def aclose(self) -> None:
+        """Stop the spool drainer and release the Redis connections."""
+        await asyncio.to_thread(self._stop_drainer)
+        await self._client.aclose()
+        if self._drain_client is not None:
+            self._drain_client.close()
+
+    async def __aenter__(self) -> AsyncEventProducer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

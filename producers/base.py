@@ -1,0 +1,114 @@
+"""What the thread and asyncio producers share: validation, hashing, rows, and the spool."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from core.connection import redact_url
+from core.errors import InvalidEvent
+from core.ledger import Ledger
+from core.schema import ValidEvent, validate_event, validate_platform_id
+from core.settings import Settings
+from producers.drain import SpoolDrainer
+from producers.failover import OutageCircuit
+from producers.hashing import hash_identifier, hash_identifiers
+from producers.spool import Row, Spool, SpoolStatus
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_MB = 1024 * 1024
+
+
+def resolve_settings(redis_url: str | None, settings: Settings | None) -> Settings:
+    """`settings` (default: from the environment), with `redis_url` when one is given."""
+    settings = settings or Settings.from_env()
+    if redis_url is not None:
+        settings = settings.replace(redis_url=redis_url)
+    return settings
+
+
+class ProducerBase:
+    """Validation, identifier hashing and the spool; subclasses talk to Redis."""
+
+    settings: Settings
+
+    def _init_spool(self, ledger: Callable[[], Ledger]) -> None:
+        self._circuit = OutageCircuit()
+        self.spool: Spool | None = None
+        self._drainer: SpoolDrainer | None = None
+        self._looked_in_pid = 0
+        if self.settings.spool_dir:
+            self.spool = Spool(
+                self.settings.spool_dir,
+                max_bytes=int(self.settings.spool_max_mb * BYTES_PER_MB),
+            )
+            self._drainer = SpoolDrainer(self.spool, ledger, self._circuit)
+
+    def validate(self, event: Mapping[str, Any]) -> ValidEvent:
+        """Return the event as it will be sent, or raise `InvalidEvent` naming every problem."""
+        return validate_event(event, strict_fields=self.settings.strict_fields)
+
+    def validate_many(self, events: Iterable[Mapping[str, Any]]) -> list[ValidEvent]:
+        """Validate every event; the first invalid one raises `InvalidEvent` with its `index`."""
+        valid: list[ValidEvent] = []
+        for index, event in enumerate(events):
+            try:
+                valid.append(self.validate(event))
+            except InvalidEvent as exc:
+                raise InvalidEvent(exc.errors, index=index) from None
+        return valid
+
+    def hash_identifier(self, value: str) -> str:
+        """Hash `value` as the producer hashes identifiers (SHA-256, with the pepper if set)."""
+        return hash_identifier(value, pepper=self.settings.hash_pepper)
+
+    def _rows(self, platform_id: str, events: Sequence[ValidEvent]) -> list[Row]:
+        platform_id = validate_platform_id(platform_id)
+        if self.settings.hash_identifiers:
+            pepper = self.settings.hash_pepper
+            events = [hash_identifiers(v, pepper=pepper) for v in events]
+        return [(v.id, platform_id, v.body, int(v.wire["timestamp"])) for v in events]
+
+    # -- the spool -------------------------------------------------------------------------
+
+    def _look_for_leftovers(self) -> None:
+        """Once per process: wake the drainer if the spool holds batches from earlier."""
+        pid = os.getpid()
+        if self._looked_in_pid == pid or self.spool is None or self._drainer is None:
+            return
+        self._looked_in_pid = pid
+        if self.spool.has_work():
+            self._drainer.wake()
+
+    def _spooling_now(self) -> bool:
+        """True while this process believes Redis is down: spool without trying it."""
+        self._look_for_leftovers()
+        return self.spool is not None and self._circuit.is_open()
+
+    def _spool_rows(self, rows: Sequence[Row], cause: BaseException | None = None) -> None:
+        """Write rows to the spool (`EnqueueError` when it cannot) and wake the drainer."""
+        assert self.spool is not None and self._drainer is not None
+        if cause is not None:
+            if not self._circuit.is_open():
+                log.warning(
+                    "Redis at %s unavailable (%s: %s); spooling events to %s",
+                    redact_url(self.settings.redis_url),
+                    type(cause).__name__,
+                    cause,
+                    self.spool.directory,
+                )
+            self._circuit.open()
+        self.spool.append(rows)
+        log.debug("spooled %d event(s) event_id=%s", len(rows), rows[0][0])
+        self._drainer.wake()
+
+    def spool_status(self) -> SpoolStatus | None:
+        """What the spool holds, or None when no spool is configured."""
+        return self.spool.status() if self.spool is not None else None
+
+    def _stop_drainer(self) -> None:
+        if self._drainer is not None:
+            self._drainer.stop()
