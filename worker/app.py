@@ -15,7 +15,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from core import tasks
-from core.connection import sentinel_parts
+from core.connection import broker_settings
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -39,16 +39,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "EVENTFWD_BATCH_SIZE x EVENTFWD_HTTP_TIMEOUT_SECONDS make a task longer than a quarter "
             f"of the broker's visibility timeout ({VISIBILITY_TIMEOUT_S}s); lower one of them"
         )
-    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
-    broker_url = settings.redis_url
-    if broker_url.startswith("sentinel://"):
-        _hosts, _db, master, _password = sentinel_parts(broker_url)
-        transport["master_name"] = master
-        broker_url = broker_url.split("?")[0]
+    # The same server and database as the ledger (its scripts push into the broker's queue
+    # list): the URL is translated for kombu (TLS options, sentinel master, unix socket).
+    broker = broker_settings(settings.redis_url)
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **broker.transport_options}
     control = f"{settings.queue}.control"
     return {
-        "broker_url": broker_url,
+        "broker_url": broker.url,
         "broker_transport_options": transport,
+        "broker_use_ssl": broker.use_ssl or False,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "result_backend": None,
