@@ -15,9 +15,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
-from core.connection import connect, redact_url, sentinel_parts
+from core.connection import connect, redact_url, redis_py_url, sentinel_config
 from core.errors import ConfigError
 from core.ledger import Ledger, check_enqueue, enqueue_argv, script_source
 from core.schema import ValidEvent
@@ -45,12 +47,21 @@ ATTEMPT_LIMIT_S = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
 def connect_async(url: str, *, pool_timeout_s: float, **options: Any) -> aredis.Redis:
     """An asyncio Redis client for `url` (the URL forms `core.connection.connect` takes)."""
     if url.startswith("sentinel://"):
-        hosts, db, master, password = sentinel_parts(url)
-        sentinel = Sentinel(hosts, socket_timeout=options.get("socket_timeout"))
-        return sentinel.master_for(master, db=db, password=password, **options)
+        cfg = sentinel_config(url)
+        # the asyncio Sentinel needs its own Retry type; no retries, the next sentinel is one
+        sentinel_kwargs: dict[str, Any] = {"retry": AsyncRetry(NoBackoff(), 0)}
+        if cfg.sentinel_password:
+            sentinel_kwargs["password"] = cfg.sentinel_password
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if options.get(name) is not None:
+                sentinel_kwargs[name] = options[name]
+        sentinel = Sentinel(cfg.hosts, sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(
+            cfg.master_name, db=cfg.db, username=cfg.username, password=cfg.password, **options
+        )
     try:
         pool = aredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=pool_timeout_s, **options
+            redis_py_url(url), max_connections=MAX_CONNECTIONS, timeout=pool_timeout_s, **options
         )
     except ValueError as exc:
         raise ConfigError(
