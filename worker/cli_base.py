@@ -1,10 +1,21 @@
-"""Shared pieces of the `eventfwd` command line: the context, error handling, exit codes."""
+"""Shared pieces of the `eventfwd` command line: the context, error handling, exit codes.
+
+Expected failures are one line on stderr, `eventfwd: ...`, and one of these exit codes:
+
+    0   success
+    1   something was refused or found wrong (invalid events, doctor problems, declined purge)
+    2   usage error (unknown option, bad filter or time)
+    3   Redis unreachable, or refusing the command (auth, out of memory, read-only replica)
+    4   unknown id (not in the ledger, or not a dead letter)
+    78  bad configuration (an `EVENTFWD_` variable or option)
+    130 interrupted (Ctrl-C); bulk commands stop between two atomic pages
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -17,7 +28,8 @@ from core.ledger import Ledger
 from core.records import Records
 from core.settings import Settings
 
-EXIT_PROBLEM, EXIT_REDIS, EXIT_NOT_FOUND, EXIT_CONFIG = 1, 3, 4, 78
+EXIT_PROBLEM, EXIT_USAGE, EXIT_REDIS, EXIT_NOT_FOUND = 1, 2, 3, 4
+EXIT_CONFIG, EXIT_INTERRUPTED = 78, 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Context:
     settings: Settings
     _client: redis.Redis | None = None
+    _ledger: Ledger | None = None
 
     @property
     def client(self) -> redis.Redis:
@@ -37,7 +50,9 @@ class Context:
 
     @property
     def ledger(self) -> Ledger:
-        return Ledger(self.client, self.settings)
+        if self._ledger is None:
+            self._ledger = Ledger(self.client, self.settings)
+        return self._ledger
 
     @property
     def records(self) -> Records:
@@ -49,6 +64,18 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def redis_failure(exc: redis.RedisError) -> NoReturn:
+    """Say in one line what went wrong with Redis, and exit 3."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Context) if ctx else None
+    url = redact_url(obj.settings.redis_url) if obj else "?"
+    if isinstance(exc, redis.AuthenticationError):
+        fail(f"Redis at {url} refused the login ({exc})", EXIT_REDIS)
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        fail(f"Redis at {url} is unreachable ({exc})", EXIT_REDIS)
+    fail(f"Redis at {url} refused the command ({type(exc).__name__}: {exc})", EXIT_REDIS)
+
+
 def handle_errors(func: F) -> F:
     """Expected failures become one line on stderr and a documented exit code."""
 
@@ -58,14 +85,37 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ConfigError as exc:
             fail(f"configuration: {exc}", EXIT_CONFIG)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            ctx = click.get_current_context().find_object(Context)
-            url = redact_url(ctx.settings.redis_url) if ctx else "?"
-            fail(f"Redis at {url} is unreachable ({exc})", EXIT_REDIS)
+        except redis.RedisError as exc:
+            redis_failure(exc)
         except EventForwarderError as exc:
             fail(str(exc), EXIT_PROBLEM)
 
     return wrapper  # type: ignore[return-value]
+
+
+class Group(click.Group):
+    """A click group whose usage errors and interruptions are one line too (see the codes)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
+        except click.Abort:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -1,0 +1,206 @@
+"""`eventfwd stats`, `circuit` and `doctor` against a real redis-server (and a real stack)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from core.keys import Keys
+from core.ledger import Ledger
+from core.settings import Settings
+from producers import EventProducer
+from tests.conftest import example_events
+from tests.integration.test_cli import run
+from tests.support.stack import wait_for
+from worker.cli import cli
+from worker.heartbeat import record_beat_tick
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def backlog(settings: Settings) -> dict[str, str]:
+    """Four events of platform acme: one queued, one in flight, one due, one waiting."""
+    ids = EventProducer(settings=settings).enqueue_many("acme", example_events()[:4])
+    ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
+    record = {"at_ms": 1, "status": 503, "outcome": "transient", "message": "x"}
+    assert ledger.claim(ids[1], "t1").status == "ok"
+    for event_id, delay_s in ((ids[2], 0.0), (ids[3], 600.0)):
+        assert ledger.claim(event_id, "t").status == "ok"
+        ledger.reschedule(
+            event_id, "t", kind="transient", delay_s=delay_s, status="503", message="x",
+            record=record,
+        )  # fmt: skip
+    return dict(zip(["queued", "in_flight", "due", "waiting"], ids, strict=True))
+
+
+def test_stats_json_splits_the_backlog_by_state_and_gives_the_oldest_age(
+    redis_url: str, backlog: dict[str, str]
+) -> None:
+    stats = json.loads(run(redis_url, "stats", "--json").output)
+    assert (stats["backlog"], stats["due"], stats["in_flight"]) == (4, 1, 1)
+    assert (stats["queued"], stats["waiting"], stats["scan_complete"]) == (1, 1, True)
+    assert 0 < stats["oldest_pending_age_s"] < 60
+    acme = stats["platforms"]["acme"]
+    assert (acme["backlog"], acme["due"], acme["circuit"], acme["circuit_failures"]) == (
+        4,
+        1,
+        "closed",
+        2,
+    )
+    assert acme["rate_per_s"] == acme["rate_limit_per_s"] == 30.0
+    now = stats["per_minute"][-1]
+    assert (now["enqueued"], now["failed"], now["retried"]) == (4, 2, 2)
+    assert stats["counters"]["enqueued"] == 4 and stats["queues"]["eventfwd"] >= 1
+
+
+def test_stats_text_reads_as_a_summary_with_a_platform_table(
+    redis_url: str, backlog: dict[str, str], rclient: redis.Redis
+) -> None:
+    rclient.hset("eventfwd:circuit:acme", mapping={"state": "open", "reason": "auth"})
+    lines = run(redis_url, "stats").output.splitlines()
+    assert lines[1] == (
+        "backlog     4 event(s): 1 due now, 1 in flight, 1 queued, 1 waiting (backoff, rate)"
+    )
+    assert lines[2].startswith("oldest      ") and "become expired dead letters" in lines[2]
+    assert lines[3] == "dead        0"
+    assert lines[4].split() == [
+        "per",
+        "minute",
+        "this",
+        "minute",
+        "last",
+        "minute",
+        "5-min",
+        "mean",
+    ]
+    assert lines[5].split()[:2] == ["delivered", "0"] and lines[6].split()[:2] == ["failed", "2"]
+    header = next(i for i, line in enumerate(lines) if line.startswith("PLATFORM"))
+    assert lines[header].split()[:4] == ["PLATFORM", "BACKLOG", "DUE", "IN"]
+    assert lines[header + 1].split()[:4] == ["acme", "4", "1", "1"]
+    assert "OPEN (auth)" in lines[header + 1]
+    assert lines[-1].startswith("all-time    enqueued=4 failed=2")
+
+
+def test_stats_watch_refreshes_count_times(redis_url: str, backlog: dict[str, str]) -> None:
+    result = run(redis_url, "stats", "--watch", "--json", "--interval", "0.1", "--count", "3")
+    docs = [json.loads(line) for line in result.output.splitlines()]
+    assert len(docs) == 3 and docs[0]["now"] < docs[2]["now"]
+    text = run(redis_url, "stats", "--watch", "--interval", "0.1", "--count", "2").output
+    assert text.count("backlog     4 event(s)") == 2
+
+
+def test_circuit_reset_of_an_unknown_platform_exits_4(redis_url: str) -> None:
+    result = run(redis_url, "circuit", "reset", "nope")
+    assert result.exit_code == 4 and "unknown platform nope" in result.output
+
+
+def test_circuit_status_table_shows_an_open_circuit_and_its_message(
+    redis_url: str, backlog: dict[str, str], rclient: redis.Redis
+) -> None:
+    rclient.hset(
+        "eventfwd:circuit:acme",
+        mapping={"state": "open", "reason": "auth", "opened_ms": int(time.time() * 1000) - 90_000,
+                 "next_probe_ms": 1, "last_message": "invalid api key"},
+    )  # fmt: skip
+    lines = run(redis_url, "circuit", "status").output.splitlines()
+    assert lines[1].split()[:5] == ["acme", "open", "auth", "1m", "30s"]
+    assert lines[1].endswith("invalid api key")
+
+
+def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, list[dict[str, str]]]]:
+    result = CliRunner().invoke(cli, ["doctor", "--json", *args], env=env)
+    checks: dict[str, list[dict[str, str]]] = {}
+    for line in result.output.splitlines():
+        check = json.loads(line)
+        checks.setdefault(check["name"], []).append(check)
+    return result.exit_code, checks
+
+
+def status(checks: dict[str, list[dict[str, str]]], name: str) -> str:
+    return ",".join(c["status"] for c in checks[name])
+
+
+def test_doctor_with_redis_down_fails_that_and_skips_what_needs_it() -> None:
+    env = {
+        "EVENTFWD_REDIS_URL": "redis://127.0.0.1:1/0",
+        "EVENTFWD_MOLOCO_BASE_URL": "http://127.0.0.1:1",
+        "EVENTFWD_MOLOCO_API_KEY": "k",
+    }
+    result = CliRunner().invoke(cli, ["doctor"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("ok    settings")
+    assert lines[1].startswith("FAIL  redis        redis://127.0.0.1:1/0 is unreachable")
+    assert lines[2].startswith("FAIL  moloco       http://127.0.0.1:1 is unreachable")
+    assert lines[3].startswith("skip  workers") and lines[4].startswith("skip  beat")
+    assert lines[-1] == "2 problem(s), 1 warning(s)"
+
+
+@pytest.fixture
+def base_env(redis_url: str, sink: Any, tmp_path: Path) -> dict[str, str]:
+    return {
+        "EVENTFWD_REDIS_URL": redis_url,
+        "EVENTFWD_MOLOCO_BASE_URL": sink.url,
+        "EVENTFWD_MOLOCO_API_KEY": "test-key",
+        "EVENTFWD_DEAD_LETTER_EXPORT_DIR": str(tmp_path / "archive"),
+    }
+
+
+def test_doctor_without_workers_reads_beat_from_its_heartbeat(
+    base_env: dict[str, str], rclient: redis.Redis
+) -> None:
+    record_beat_tick(rclient, Keys("eventfwd"))
+    code, checks = doctor(base_env, "--timeout", "0.3")
+    assert code == 1
+    assert status(checks, "workers") == "fail" and "queues" not in checks
+    assert status(checks, "beat") == "ok" and "last pump tick 0s ago" in checks["beat"][0]["detail"]
+    for name in ("settings", "redis", "persistence", "clock", "moloco", "backlog", "retention"):
+        assert status(checks, name) == "ok", checks[name]
+    record_beat_tick(rclient, Keys("eventfwd"), now_ms=int(time.time() * 1000) - 60_000)
+    _code, checks = doctor(base_env, "--timeout", "0.3")
+    assert status(checks, "beat") == "fail" and "1m ago" in checks["beat"][0]["detail"]
+
+
+@pytest.fixture
+def evicting_redis(rclient: redis.Redis) -> Iterator[None]:
+    rclient.config_set("maxmemory-policy", "allkeys-lru")
+    yield
+    rclient.config_set("maxmemory-policy", "noeviction")
+
+
+def test_doctor_fails_a_redis_that_may_evict_and_warns_on_missing_export_dir(
+    base_env: dict[str, str], evicting_redis: None
+) -> None:
+    del base_env["EVENTFWD_DEAD_LETTER_EXPORT_DIR"]
+    _code, checks = doctor(base_env, "--timeout", "0.3")
+    assert status(checks, "persistence") == "fail"
+    assert "maxmemory-policy is allkeys-lru" in checks["persistence"][0]["detail"]
+    assert status(checks, "retention") == "warn"
+
+
+def test_doctor_against_a_running_stack_finds_nothing_wrong(
+    make_stack: Callable[[], Any], base_env: dict[str, str]
+) -> None:
+    stack = make_stack()
+    stack.worker()
+    stack.beat()
+    env = {
+        **stack.env(),
+        "EVENTFWD_DEAD_LETTER_EXPORT_DIR": base_env["EVENTFWD_DEAD_LETTER_EXPORT_DIR"],
+    }
+    wait_for(lambda: doctor(env, "--timeout", "1")[1]["workers"][0]["status"] == "ok", 60,
+             interval_s=0.5, what="the worker to answer ping")  # fmt: skip
+    code, checks = doctor(env, "--timeout", "1")
+    assert code == 0, checks
+    assert {c["status"] for cs in checks.values() for c in cs} == {"ok"}
+    assert checks["queues"][0]["detail"] == "eventfwd taken by 1, eventfwd.control taken by 1"
+    assert checks["beat"][0]["detail"].startswith("the pump ran ")
+    assert "answered HTTP 404" in checks["moloco"][0]["detail"]

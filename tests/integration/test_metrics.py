@@ -1,0 +1,166 @@
+"""The Prometheus endpoint, scraped over HTTP and read with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import start_http_server
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.keys import Keys
+from core.ledger import Ledger
+from core.settings import Settings
+from producers import EventProducer
+from tests.conftest import example_events
+from tests.integration.test_cli import dead_record, import_dead, make_dead
+from tests.support.redis_server import free_port
+from tests.support.stack import ROOT, wait_for
+from worker.heartbeat import record_beat_tick
+from worker.metrics import registry_for
+
+pytestmark = pytest.mark.integration
+
+ALERTS = ROOT / "deploy" / "alerts.yml"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+@pytest.fixture
+def endpoint(settings: Settings) -> Iterator[str]:
+    client = redis.Redis.from_url(settings.redis_url)
+    server, thread = start_http_server(
+        0, addr="127.0.0.1", registry=registry_for(client, settings, cache_s=0)
+    )
+    yield f"http://127.0.0.1:{server.server_port}/metrics"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def fleet(settings: Settings, rclient: redis.Redis) -> None:
+    """Deliveries, a throttle, dead letters of two reasons, a backlog and an open circuit."""
+    make_dead(settings, "acme", "rejected", "400", "missing page_id")
+    import_dead(settings, dead_record("other", "retries_exhausted", 503))
+    EventProducer(settings=settings).enqueue_many("acme", example_events()[1:4])
+    ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
+    rclient.hincrby("eventfwd:stats", "delivered", 7)
+    rclient.hincrby("eventfwd:stats", "throttled", 2)
+    rclient.hincrby("eventfwd:stats", "something_new", 3)
+    opened = int(time.time() * 1000) - 120_000
+    rclient.hset(
+        "eventfwd:circuit:other", mapping={"state": "open", "reason": "auth", "opened_ms": opened}
+    )
+    rclient.hset("eventfwd:rate:acme", mapping={"rate": 7.5, "rate_ms": int(time.time() * 1000)})
+    record_beat_tick(ledger.client, Keys("eventfwd"), now_ms=1_700_000_000_000)
+
+
+def test_the_endpoint_serves_fleet_counters_gauges_and_per_platform_state(
+    endpoint: str, fleet: None
+) -> None:
+    m = scrape(endpoint)
+    assert m[("eventfwd_up", ())] == 1
+    assert m[("eventfwd_events_enqueued_total", ())] == 4
+    assert m[("eventfwd_events_delivered_total", ())] == 7
+    assert m[("eventfwd_throttled_total", ())] == 2
+    assert m[("eventfwd_parked_total", ())] == 0
+    assert m[("eventfwd_dead_lettered_total", (("reason", "rejected"),))] == 1
+    assert m[("eventfwd_ledger_counter_total", (("counter", "something_new"),))] == 3
+    assert m[("eventfwd_dead_letters_imported_total", ())] == 1
+    assert m[("eventfwd_backlog", (("platform", "acme"),))] == 3
+    assert m[("eventfwd_backlog_state", (("platform", "acme"), ("state", "queued")))] == 3
+    assert 0 < m[("eventfwd_oldest_pending_age_seconds", (("platform", "acme"),))] < 60
+    assert m[("eventfwd_max_event_age_seconds", ())] == 7 * 86400
+    assert m[("eventfwd_dead_letters", ())] == 2
+    other_exhausted = (("platform", "other"), ("reason", "retries_exhausted"))
+    assert m[("eventfwd_dead_letters_by_reason", other_exhausted)] == 1
+    assert m[("eventfwd_circuit_open", (("platform", "other"),))] == 1
+    assert m[("eventfwd_circuit_open", (("platform", "acme"),))] == 0
+    assert 119 < m[("eventfwd_circuit_open_seconds", (("platform", "other"),))] < 200
+    assert 7.5 <= m[("eventfwd_send_rate_per_second", (("platform", "acme"),))] < 8
+    assert m[("eventfwd_send_rate_limit_per_second", (("platform", "acme"),))] == 30
+    assert m[("eventfwd_queue_messages", (("queue", "eventfwd"),))] >= 1
+    assert m[("eventfwd_beat_last_tick_timestamp_seconds", ())] == 1_700_000_000
+    assert m[("eventfwd_retention_trimmed_total", ())] == 0
+
+
+def test_every_metric_the_alert_rules_use_is_served(endpoint: str, fleet: None) -> None:
+    served = {name for name, _labels in scrape(endpoint)}
+    used = set(re.findall(r"\beventfwd_[a-z_]+", ALERTS.read_text()))
+    assert used and used <= served, used - served
+
+
+def test_the_alert_rules_have_an_expression_and_a_summary_each() -> None:
+    blocks = re.split(r"\n      - alert: ", ALERTS.read_text())[1:]
+    names = [block.split("\n", 1)[0] for block in blocks]
+    assert set(names) >= {
+        "EventfwdDeadLettersGrowing",
+        "EventfwdCircuitOpen",
+        "EventfwdOldestPendingNearMaxAge",
+        "EventfwdBacklogGrowing",
+    }
+    for block in blocks:
+        assert "\n        expr: " in block and "\n          summary: " in block, block
+
+
+def test_the_endpoint_says_redis_is_down_instead_of_failing(settings: Settings) -> None:
+    dead = settings.replace(redis_url="redis://127.0.0.1:1/0")
+    client = redis.Redis.from_url(dead.redis_url, socket_connect_timeout=0.5)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry_for(client, dead))
+    try:
+        m = scrape(f"http://127.0.0.1:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    assert m == {("eventfwd_up", ()): 0}
+
+
+def test_eventfwd_metrics_command_serves_until_stopped(
+    redis_url: str, settings: Settings, fleet: None, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFWD_")}
+    env["EVENTFWD_REDIS_URL"] = redis_url
+    log = (tmp_path / "metrics.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from worker.cli import main; main()",
+         "metrics", "--port", str(port), "--host", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        m = wait_for(lambda: _try_scrape(url), 20, interval_s=0.2, what="the metrics endpoint")
+        assert m[("eventfwd_dead_letters", ())] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    assert (
+        f"serving metrics at http://127.0.0.1:{port}/metrics"
+        in (tmp_path / "metrics.log").read_text()
+    )
+
+
+def _try_scrape(url: str) -> Samples | None:
+    try:
+        return scrape(url)
+    except OSError:
+        return None
