@@ -11,6 +11,10 @@ Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib
     {p}:stats            hash   fleet-wide counters (delivered, retried, dead:<reason>, ...)
     {p}:minute:{n}       hash   the same counters for epoch minute n (expire after two hours)
     {p}:seq              string message sequence for unique Celery delivery tags
+    {p}:pstats:{platform} hash  the same counters for one platform (failed:<2xx..5xx|none> too)
+    {p}:pminute:{platform}:{n} hash one platform's counters for epoch minute n
+    {p}:beat             hash   beat's last pump tick (worker/heartbeat.py)
+    {p}:retention        hash   the last dead-letter retention run (worker/retention.py)
     {p}:circuit:{platform} hash the platform's circuit breaker
     {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate
     {queue}              list   the Celery (kombu) queue the messages go to
@@ -52,6 +56,20 @@ class Keys:
     @property
     def seq(self) -> str:
         return f"{self.prefix}:seq"
+
+    def platform_stats(self, platform_id: str) -> str:
+        return f"{self.prefix}:pstats:{platform_id}"
+
+    def platform_minute(self, platform_id: str, epoch_minute: int) -> str:
+        return f"{self.prefix}:pminute:{platform_id}:{epoch_minute}"
+
+    @property
+    def beat(self) -> str:
+        return f"{self.prefix}:beat"
+
+    @property
+    def retention(self) -> str:
+        return f"{self.prefix}:retention"
 
     def circuit(self, platform_id: str) -> str:
         return f"{self.prefix}:circuit:{platform_id}"

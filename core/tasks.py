@@ -3,3 +3,4 @@
 DELIVER = "eventfwd.deliver"
 PUMP = "eventfwd.pump"
 REPLAY = "eventfwd.replay"
+RETENTION = "eventfwd.retention"

@@ -22,6 +22,8 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 VISIBILITY_TIMEOUT_S = 6 * 3600
+# Each retention run stops after 30 s (worker/retention.py); the next one carries on.
+RETENTION_INTERVAL_S = 600.0
 
 
 def task_time_limits_s(settings: Settings) -> tuple[float, float]:
@@ -61,7 +63,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": hard,
         "task_default_queue": settings.queue,
         "task_queues": [Queue(settings.queue), Queue(control)],
-        "task_routes": {tasks.PUMP: {"queue": control}, tasks.REPLAY: {"queue": control}},
+        "task_routes": {
+            tasks.PUMP: {"queue": control},
+            tasks.REPLAY: {"queue": control},
+            tasks.RETENTION: {"queue": control},
+        },
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
         "beat_schedule": {
@@ -74,6 +80,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": tasks.REPLAY,
                 "schedule": settings.replay_interval_s,
                 "options": {"expires": settings.replay_interval_s},
+            },
+            "retention": {
+                "task": tasks.RETENTION,
+                "schedule": RETENTION_INTERVAL_S,
+                "options": {"expires": RETENTION_INTERVAL_S},
             },
         },
     }

@@ -23,7 +23,7 @@ TTL_S = 86_400
 
 
 def beat_key(keys: Keys) -> str:
-    return f"{keys.prefix}:beat"
+    return keys.beat
 
 
 def record_beat_tick(client: redis.Redis, keys: Keys, *, now_ms: int | None = None) -> None:

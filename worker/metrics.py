@@ -5,7 +5,8 @@ the fleet however many workers there are, and a restart of the exporter loses no
 per fleet. A scrape costs a handful of round trips plus the backlog and dead-letter reads of
 `worker.status` (bounded by `scan_limit`); answers are reused for `cache_s`.
 
-The counters are fleet-wide today: the ledger does not count per platform or status class.
+Per platform (`{p}:pstats:{platform}`) the ledger also counts failures by status class
+(`failed:5xx`, `failed:4xx`, `failed:none` for no response) and dead letters by reason.
 """
 
 from __future__ import annotations
@@ -174,6 +175,34 @@ def _platforms(snap: FleetStatus) -> Iterator[Metric]:
         "The platform's configured send rate.",
         labels=["platform"],
     )
+    delivered = CounterMetricFamily(
+        "eventfwd_platform_delivered", "Events Moloco accepted, per platform.", labels=["platform"]
+    )
+    failed = CounterMetricFamily(
+        "eventfwd_platform_failed",
+        "Failed attempts per platform and status class (none: no response).",
+        labels=["platform", "status_class"],
+    )
+    dead = CounterMetricFamily(
+        "eventfwd_platform_dead_lettered",
+        "Events dead-lettered per platform and reason.",
+        labels=["platform", "reason"],
+    )
+    other = CounterMetricFamily(
+        "eventfwd_platform_counter",
+        "Other ledger counters per platform (retried, throttled, parked, replayed, ...).",
+        labels=["platform", "counter"],
+    )
+    for p in snap.platforms:
+        delivered.add_metric([p.platform_id], p.counters.get("delivered", 0))
+        for name, value in sorted(p.counters.items()):
+            if name.startswith("failed:"):
+                failed.add_metric([p.platform_id, name[7:]], value)
+            elif name.startswith("dead:"):
+                dead.add_metric([p.platform_id, name[5:]], value)
+            elif name not in ("delivered", "failed"):
+                other.add_metric([p.platform_id, name], value)
+    yield from (delivered, failed, dead, other)
     for p in snap.platforms:
         opened = p.circuit.get("state") == "open"
         is_open.add_metric([p.platform_id], 1 if opened else 0)

@@ -37,7 +37,7 @@ RUN_BUDGET_S = 30.0  # one run stops after this long; the next one goes on
 
 def retention_key(keys: Keys) -> str:
     """`{p}:retention`: the last run's result and running totals (a hash)."""
-    return f"{keys.prefix}:retention"
+    return keys.retention
 
 
 @dataclass

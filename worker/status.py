@@ -38,6 +38,7 @@ class PlatformStatus:
     rate_per_s: float = 0.0  # the send rate in force now (a 429 lowers it)
     rate_limit_per_s: float = 0.0  # the configured rate
     paused_until_ms: int | None = None
+    counters: dict[str, int] = field(default_factory=dict)  # {p}:pstats:{platform}
 
 
 @dataclass
@@ -160,8 +161,9 @@ def _platform(
     pipe.zrange(sched, 0, scan_limit - 1, withscores=True)
     pipe.hgetall(keys.circuit(pid))
     pipe.hmget(keys.rate(pid), ["rate", "rate_ms", "paused_until_ms"])
-    backlog, entries, circuit, rate = pipe.execute()
-    status = PlatformStatus(platform_id=pid, backlog=int(backlog))
+    pipe.hgetall(keys.platform_stats(pid))
+    backlog, entries, circuit, rate, counters = pipe.execute()
+    status = PlatformStatus(platform_id=pid, backlog=int(backlog), counters=_ints(counters))
     status.scan_complete = len(entries) >= backlog
     status.circuit = {_s(k): _s(v) for k, v in circuit.items()}
     cfg = settings.platform(pid).rate_limit_per_s

@@ -15,6 +15,8 @@ from core.ledger import Ledger
 from core.settings import Settings
 from worker import observability, replay
 from worker.delivery import Deliverer, make_session
+from worker.heartbeat import record_beat_tick
+from worker.retention import enforce_retention
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,9 @@ def deliver(self: Task, event_ids: list[str]) -> dict[str, int]:
 @shared_task(name=names.PUMP, bind=True, ignore_result=True)
 def pump(self: Task) -> dict[str, Any]:
     """Publish due retries, recover lost work, release circuit probes."""
-    result = process_state(_settings(self)).ledger.pump()
+    ledger = process_state(_settings(self)).ledger
+    result = ledger.pump()
+    record_beat_tick(ledger.client, ledger.keys)
     for event_id, platform_id in result.poisoned_ids:
         observability.report_dead_letter(
             event_id=event_id,
@@ -88,3 +92,11 @@ def replay_dead_letters(self: Task) -> dict[str, int]:
     if replayed:
         log.info("replayed %d dead letter(s) (%d not eligible)", replayed, skipped)
     return {"replayed": replayed, "skipped": skipped}
+
+
+@shared_task(name=names.RETENTION, bind=True, ignore_result=True)
+def enforce_dead_letter_retention(self: Task) -> dict[str, int]:
+    """Trim dead letters over the age and count limits, exporting them first when configured."""
+    settings = _settings(self)
+    result = enforce_retention(process_state(settings).ledger, settings)
+    return {"due": result.due, "trimmed": result.trimmed, "exported": result.exported}

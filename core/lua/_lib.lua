@@ -78,6 +78,26 @@ local function count(p, field, n, now)
   redis.call('HINCRBY', key(p, 'stats'), field, n)
 end
 
+-- Count `field` for one platform: {p}:pstats:{platform} and {p}:pminute:{platform}:{minute}.
+local function count_platform(p, platform, field, n, now)
+  local bucket = p .. ':pminute:' .. platform .. ':' .. tostring(math.floor(now / 60000))
+  redis.call('HINCRBY', bucket, field, n)
+  redis.call('EXPIRE', bucket, 7200)
+  redis.call('HINCRBY', key(p, 'pstats', platform), field, n)
+end
+
+-- Both: fleet-wide and per platform.
+local function count_both(p, platform, field, n, now)
+  count(p, field, n, now)
+  count_platform(p, platform, field, n, now)
+end
+
+-- '' (no response) -> 'none', 503 -> '5xx'
+local function status_class(status)
+  if status == nil or status == '' then return 'none' end
+  return string.sub(status, 1, 1) .. 'xx'
+end
+
 -- Move a claimed or parked envelope to the dead letters.
 local function to_dead(p, id, ev, platform, reason, status, message, now)
   redis.call('HSET', ev, 'state', 'dead', 'reason', reason, 'last_status', status,
@@ -85,5 +105,5 @@ local function to_dead(p, id, ev, platform, reason, status, message, now)
   redis.call('HDEL', ev, 'token')
   redis.call('ZREM', key(p, 'sched', platform), id)
   redis.call('ZADD', key(p, 'dead'), now, id)
-  count(p, 'dead:' .. reason, 1, now)
+  count_both(p, platform, 'dead:' .. reason, 1, now)
 end

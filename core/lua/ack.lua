@@ -14,7 +14,7 @@ if not f[1] then return {-1, 0} end
 local platform = f[1]
 redis.call('DEL', ev)
 redis.call('ZREM', key(p, 'sched', platform), id)
-count(p, 'delivered', 1, now_ms())
+count_both(p, platform, 'delivered', 1, now_ms())
 local ck = key(p, 'circuit', platform)
 local closed = 0
 if redis.call('HGET', ck, 'state') == 'open' then

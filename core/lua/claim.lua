@@ -69,7 +69,7 @@ if not probe then
     redis.call('HSET', ev, 'state', 'scheduled')
     redis.call('HDEL', ev, 'token')
     redis.call('ZADD', sched, due, id)
-    redis.call('HINCRBY', key(p, 'stats'), 'throttled_local', 1)
+    count_both(p, platform, 'throttled_local', 1, now)
     return {'throttled', due}
   end
 end

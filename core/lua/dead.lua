@@ -9,7 +9,11 @@ local ev = key(p, 'ev', id)
 local f = redis.call('HMGET', ev, 'state', 'token', 'platform')
 if f[1] ~= 'inflight' or f[2] ~= token then return 0 end
 add_history(ev, ARGV[7])
-if ARGV[8] == '1' then redis.call('HINCRBY', ev, 'attempts', 1) end
+if ARGV[8] == '1' then
+  redis.call('HINCRBY', ev, 'attempts', 1)
+  count_both(p, f[3], 'failed', 1, now_ms())
+  count_platform(p, f[3], 'failed:' .. status_class(ARGV[5]), 1, now_ms())
+end
 redis.call('HDEL', ev, 'probe')
 local now = now_ms()
 to_dead(p, id, ev, f[3], reason, ARGV[5], ARGV[6], now)

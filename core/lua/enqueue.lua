@@ -7,7 +7,7 @@
 local p, queue, task = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, per_msg = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
-local out, ready, open = {}, {}, {}
+local out, ready, open, accepted = {}, {}, {}, {}
 for i = 6, #ARGV, 4 do
   local id, platform, body, event_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local ev = key(p, 'ev', id)
@@ -27,11 +27,10 @@ for i = 6, #ARGV, 4 do
       'enqueued_ms', now, 'event_ms', event_ms)
     redis.call('ZADD', key(p, 'sched', platform), score, id)
     if state == 'queued' then ready[#ready + 1] = id end
+    accepted[platform] = (accepted[platform] or 0) + 1
     out[#out + 1] = 1
   end
 end
-if #ready > 0 then
-  publish_all(p, queue, task, ready, per_msg)
-  count(p, 'enqueued', #ready, now)
-end
+if #ready > 0 then publish_all(p, queue, task, ready, per_msg) end
+for platform, n in pairs(accepted) do count_both(p, platform, 'enqueued', n, now) end
 return out

@@ -6,7 +6,9 @@ local p = ARGV[1]
 local n = 0
 for i = 2, #ARGV do
   local ev = key(p, 'ev', ARGV[i])
-  if redis.call('HGET', ev, 'state') == 'dead' then
+  local f = redis.call('HMGET', ev, 'state', 'platform')
+  if f[1] == 'dead' then
+    count_platform(p, f[2], 'purged', 1, now_ms())
     redis.call('DEL', ev)
     redis.call('ZREM', key(p, 'dead'), ARGV[i])
     n = n + 1

@@ -33,6 +33,7 @@ for i = 5, #ARGV do
     redis.call('ZADD', key(p, 'sched', f[4]), now, id)
     redis.call('SADD', key(p, 'platforms'), f[4])
     replayed = replayed + 1
+    count_platform(p, f[4], 'replayed', 1, now)
   else
     skipped = skipped + 1
   end

@@ -48,13 +48,14 @@ if kind == 'throttled' then
   end
   local paused = math.max(tonumber(r[2]) or 0, now + pause_ms)
   redis.call('HSET', rk, 'paused_until_ms', paused)
-  count(p, 'throttled', 1, now)
+  count_both(p, platform, 'throttled', 1, now)
   redis.call('HSET', ev, 'state', 'scheduled')
   redis.call('ZADD', key(p, 'sched', platform), paused, id)
   return {'retry', 0}
 end
 
-count(p, 'failed', 1, now)
+count_both(p, platform, 'failed', 1, now)
+count_platform(p, platform, 'failed:' .. status_class(status), 1, now)
 if kind == 'blocked' then
   open_circuit(reason)
 elseif kind == 'transient' then
@@ -66,7 +67,7 @@ if redis.call('HGET', ck, 'state') == 'open' then
   -- parked: the pump leaves an open platform alone but for one probe per probe interval
   redis.call('HSET', ev, 'state', 'scheduled')
   redis.call('ZADD', key(p, 'sched', platform), now, id)
-  count(p, 'parked', 1, now)
+  count_both(p, platform, 'parked', 1, now)
   return {'parked', opened}
 end
 attempts = attempts + 1
@@ -77,5 +78,5 @@ if attempts >= max_attempts then
 end
 redis.call('HSET', ev, 'state', 'scheduled')
 redis.call('ZADD', key(p, 'sched', platform), now + delay_ms, id)
-count(p, 'retried', 1, now)
+count_both(p, platform, 'retried', 1, now)
 return {'retry', opened}

@@ -164,3 +164,28 @@ def _try_scrape(url: str) -> Samples | None:
         return scrape(url)
     except OSError:
         return None
+
+
+def test_delivered_failed_and_dead_are_served_per_platform_and_status_class(
+    endpoint: str, settings: Settings
+) -> None:
+    make_dead(settings, "acme", "rejected", "400", "missing page_id")
+    ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
+    ids = EventProducer(settings=settings).enqueue_many("shop", example_events()[1:3])
+    ledger.claim(ids[0], "t")
+    ledger.ack(ids[0], "t")
+    ledger.claim(ids[1], "t")
+    ledger.reschedule(ids[1], "t", kind="transient", delay_s=1, status="503", message="", record={})
+    m = scrape(endpoint)
+    assert m[("eventfwd_platform_delivered_total", (("platform", "shop"),))] == 1
+    assert m[("eventfwd_platform_delivered_total", (("platform", "acme"),))] == 0
+    assert (
+        m[("eventfwd_platform_failed_total", (("platform", "shop"), ("status_class", "5xx")))] == 1
+    )
+    assert (
+        m[("eventfwd_platform_failed_total", (("platform", "acme"), ("status_class", "4xx")))] == 1
+    )
+    acme_rejected = (("platform", "acme"), ("reason", "rejected"))
+    assert m[("eventfwd_platform_dead_lettered_total", acme_rejected)] == 1
+    shop_retried = (("counter", "retried"), ("platform", "shop"))
+    assert m[("eventfwd_platform_counter_total", shop_retried)] == 1
