@@ -89,3 +89,16 @@ def test_worker_refuses_to_start_without_moloco_url_or_key() -> None:
         Settings.from_mapping({}).require_delivery_config()
     with pytest.raises(ConfigError, match="EVENTFWD_MOLOCO_API_KEY"):
         Settings.from_mapping({"EVENTFWD_MOLOCO_BASE_URL": "http://x"}).require_delivery_config()
+
+
+def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
+    from pathlib import Path
+
+    from core.settings import _FIELDS
+
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text()
+    example = (root / ".env.example").read_text()
+    for suffix in _FIELDS:
+        assert f"`EVENTFWD_{suffix}`" in readme, suffix
+        assert f"EVENTFWD_{suffix}=" in example, suffix
