@@ -8,22 +8,20 @@ Moloco, one worker and beat, and the app on 127.0.0.1:<port> with a spool direct
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from worker.dev import managed_process  # noqa: E402
 from worker.localredis import LocalRedis, free_port  # noqa: E402
 from worker.samples import sample_events  # noqa: E402
 from worker.sink.server import SinkServer  # noqa: E402
@@ -35,25 +33,6 @@ APPS = {
     "fastapi": ["examples/fastapi/app.py"],
     "django": ["examples/django/manage.py", "runserver", "--noreload", "127.0.0.1:{port}"],
 }
-
-
-@contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process we started, stopped (SIGTERM, then SIGKILL) by its own pid."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def post(url: str, body: Any) -> tuple[int, Any]:
@@ -139,9 +118,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         with (
-            process([*celery, "worker", "--concurrency", "2"], env, data / "worker.log"),
-            process([*celery, "beat", "--schedule", str(data / "beat")], env, data / "beat.log"),
-            process(app, env, data / "app.log") as web,
+            managed_process(
+                [*celery, "worker", "--concurrency", "2"], env, data / "worker.log", cwd=ROOT
+            ),
+            managed_process(
+                [*celery, "beat", "--schedule", str(data / "beat")],
+                env,
+                data / "beat.log",
+                cwd=ROOT,
+            ),
+            managed_process(app, env, data / "app.log", cwd=ROOT) as web,
         ):
             deadline = time.monotonic() + 30
             while not answers(base + "/"):

@@ -49,10 +49,13 @@ def _env(redis_url: str, sink_url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def managed_process(
+    args: list[str], env: dict[str, str], log: Path, *, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process we started, stopped (SIGTERM, then SIGKILL) by its own pid."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         yield proc
@@ -125,12 +128,12 @@ def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> N
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with (
-            _process(
+            managed_process(
                 _celery("worker", "--concurrency", "2", "--hostname", "dev@%h"),
                 env,
                 data_dir / "worker.log",
             ),
-            _process(
+            managed_process(
                 _celery("beat", "--schedule", str(data_dir / "beat-schedule")),
                 env,
                 data_dir / "beat.log",
