@@ -57,3 +57,26 @@ def test_redis_killed_and_restarted_from_its_aof_loses_nothing(
     ids += producer.enqueue_many("acme", sample_events(20, seed="after"))
     wait_for(lambda: set(delivered_counts(sink)) >= set(ids), 90, what="every id at the sink")
     assert rclient.zcard("eventfwd:dead") == 0
+
+
+def test_a_producer_killed_right_after_enqueue_returned_loses_nothing(make_stack, sink) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    stack = make_stack()
+    stack.worker()
+    script = (
+        "import os, signal, sys\n"
+        "from producers import EventProducer\n"
+        "from worker.samples import sample_events\n"
+        "ids = EventProducer().enqueue_many('acme', sample_events(20, seed='dying'))\n"
+        "print(' '.join(ids), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=stack.env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -9
+    ids = proc.stdout.split()
+    assert len(ids) == 20
+    wait_for(lambda: set(delivered_counts(sink)) >= set(ids), 30, what="every id at the sink")
