@@ -145,6 +145,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HASH_IDENTIFIERS": ("hash_identifiers", _bool),
     "HASH_PEPPER": ("hash_pepper", _text),
     "BATCH_SIZE": ("batch_size", _positive_int),
+    "DELIVERY_THREADS": ("delivery_threads", _positive_int),
     "POISON_THRESHOLD": ("poison_threshold", _positive_int),
     "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", _positive_float),
     "DEAD_LETTER_MAX_COUNT": ("dead_letter_max_count", _positive_int),
@@ -179,7 +180,8 @@ class Settings:
     spool_max_mb: float = 512.0
     hash_identifiers: bool = False
     hash_pepper: str | None = field(default=None, repr=False)
-    batch_size: int = 1
+    batch_size: int = 20
+    delivery_threads: int = 20
     poison_threshold: int = 3
     dead_letter_retention_days: float = 30.0
     dead_letter_max_count: int = 1_000_000

@@ -27,9 +27,11 @@ RETENTION_INTERVAL_S = 600.0
 
 
 def task_time_limits_s(settings: Settings) -> tuple[float, float]:
-    """(soft, hard) limits for a delivery task: each event may take a full HTTP timeout."""
+    """(soft, hard) limits for a delivery task: each event may take a full HTTP timeout, and a
+    message's events go out `delivery_threads` at a time."""
     per_event = settings.http_timeout_s + 5
-    soft = settings.batch_size * per_event + 30
+    rounds = -(-settings.batch_size // settings.delivery_threads)
+    soft = rounds * per_event + 30
     return soft, soft + 30
 
 

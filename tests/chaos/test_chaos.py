@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 EVENTS = 5_000
 THRESHOLD = 5
-WORKERS, CONCURRENCY = 2, 2
+WORKERS, CONCURRENCY, THREADS = 2, 2, 20
 MIX = {
     "fault": "mix",
     "seed": 11,
@@ -46,6 +46,7 @@ ENV = {
     "EVENTFWD_CIRCUIT_FAILURE_THRESHOLD": str(THRESHOLD),
     "EVENTFWD_CIRCUIT_PROBE_SECONDS": "2",
     "EVENTFWD_POISON_THRESHOLD": "5",
+    "EVENTFWD_DELIVERY_THREADS": str(THREADS),
 }
 
 
@@ -131,8 +132,10 @@ def test_chaos_loses_nothing_and_duplicates_only_in_kill_windows(  # type: ignor
     assert opened >= 1, "the outage opened the circuit"
     # a resend needs a kill between Moloco's 200 and the ack: at most one per pool process per
     # kill (and per Redis restart, when the ack could not be written)
-    in_flight = WORKERS * CONCURRENCY
-    assert figures["duplicates"] <= figures["kills"] * CONCURRENCY + in_flight, figures
+    # each pool process sends up to EVENTFWD_DELIVERY_THREADS events of a message side by side
+    per_worker = CONCURRENCY * THREADS
+    in_flight = WORKERS * per_worker
+    assert figures["duplicates"] <= figures["kills"] * per_worker + in_flight, figures
     # during the outage: the failures that open the circuit, what was in flight, then probes
     assert figures["outage_requests"] <= THRESHOLD + 1 + in_flight + figures["outage_probes"], (
         figures

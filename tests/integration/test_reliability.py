@@ -132,6 +132,9 @@ def test_an_outage_opens_the_circuit_probes_and_drains_at_the_rate_limit(
         "EVENTFWD_CIRCUIT_PROBE_SECONDS": "1.5",
         "EVENTFWD_RATE_LIMIT_PER_SECOND": "20",
         "EVENTFWD_MAX_ATTEMPTS": "100",
+        # one event per message, so "in flight" is one per pool process (the chaos test covers
+        # batches, where a message's events are sent side by side)
+        "EVENTFWD_BATCH_SIZE": "1",
     }
     sink.add_fault({"fault": 503, "seconds": 4})
     stack = make_stack()
