@@ -1,0 +1,258 @@
+"""Where the time goes: `EventProducer.enqueue` and `Deliverer.deliver`, in this process.
+
+Each is timed step by step (wrapping its collaborators: validation and the ledger round trip;
+claim, POST and ack) and then run again under cProfile, whose functions are summed into
+buckets (validation, redis-py, requests/urllib3/http.client, socket waits, ...). Redis's own
+time per script comes from INFO commandstats, one script at a time, so the client side of each
+round trip (redis-py, the socket, the scheduler) is the wall time minus it. The sink runs in its
+own process, as in every delivery scenario.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from bench.context import RunContext
+from bench.events import events
+from bench.harness import PLATFORM, ROOT, Sink, eventfwd_env, flush, start_redis
+from core.connection import connect
+from core.ledger import Ledger
+from core.settings import Settings
+from producers import EventProducer
+from worker.delivery import Deliverer, make_session
+
+TOP_FUNCTIONS = 15
+# (bucket, substrings of "file:function"); the first that matches wins.
+BUCKETS: list[tuple[str, tuple[str, ...]]] = [
+    ("socket wait/recv/send", ("method 'recv", "method 'sendall", "method 'send'", "poll'",
+                               "select'", "method 'connect")),
+    ("validation (core.schema*, pydantic)", ("core/schema", "pydantic", "method 'validate_")),
+    # requests with trust_env: proxies and CA bundle looked up in os.environ on every request
+    ("environment lookups (os.environ, urllib proxies)", ("urllib/request.py", "<frozen os>",
+                                                          "<frozen _collections_abc>")),
+    ("typing.Protocol isinstance checks", ("typing.py",)),
+    ("json", ("json/", "_json", "cjson")),
+    ("redis-py", ("redis/",)),
+    ("requests", ("requests/",)),
+    ("urllib3", ("urllib3/",)),
+    ("http.client / email parsing", ("http/client", "email/")),
+    ("uuid", ("uuid",)),
+    ("logging", ("logging/",)),
+    ("eventfwd (core, producers, worker)", ("core/", "producers/", "worker/")),
+]  # fmt: skip
+
+
+class StepTimer:
+    """Wraps callables and sums the wall time spent in each."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.totals[name] = 0.0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.totals[name] += time.perf_counter() - started
+
+        return timed
+
+    def reset(self) -> None:
+        self.totals = dict.fromkeys(self.totals, 0.0)
+
+    def per_call_us(self, calls: int) -> dict[str, float]:
+        return {k: round(v / calls * 1e6, 1) for k, v in self.totals.items()}
+
+
+def _bucket(where: str) -> str:
+    for name, needles in BUCKETS:
+        if any(n in where for n in needles):
+            return name
+    return "other (builtins, Python stdlib)"
+
+
+def cprofile(fn: Callable[[], object], calls: int) -> dict[str, Any]:
+    """Run `fn` under cProfile: top functions by own time and own time per bucket, per call."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    rows = []
+    buckets: dict[str, float] = {}
+    for (filename, line, func), (_cc, ncalls, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{_short(filename)}:{line}({func})" if line else f"{filename}:{func}"
+        rows.append((tottime, ncalls, where))
+        bucket = _bucket(f"{_short(filename)}:{func}")
+        buckets[bucket] = buckets.get(bucket, 0.0) + tottime
+    rows.sort(reverse=True)
+    total = sum(buckets.values())
+    return {
+        "total_us_per_call": round(total / calls * 1e6, 1),
+        "buckets_us_per_call": {
+            k: round(v / calls * 1e6, 1) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])
+        },
+        "top": [
+            {
+                "function": where,
+                "calls_per_event": round(n / calls, 2),
+                "own_us_per_event": round(t / calls * 1e6, 1),
+            }
+            for t, n, where in rows[:TOP_FUNCTIONS]
+        ],
+    }
+
+
+def _short(filename: str) -> str:
+    """A file name without the machine's directories (no absolute paths in the results)."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1]
+    root = f"{ROOT}/"
+    if filename.startswith(root):
+        return filename[len(root) :]
+    match = re.search(r"/lib/python3\.\d+/(.*)$", filename)
+    return match.group(1) if match else filename.rsplit("/", 2)[-1]
+
+
+def server_us_per_call(client: redis.Redis, action: Callable[[], object]) -> float:
+    """Redis's own time per script call (INFO commandstats, EVALSHA) while `action` runs."""
+    client.config_resetstat()
+    action()
+    stats = client.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    return round(stats["usec"] / max(stats["calls"], 1), 1)
+
+
+def profile_enqueue(ctx: RunContext, server: Any) -> dict[str, Any]:
+    n = ctx.scale(3_000, 1_000)
+    settings = Settings(redis_url=server.url, rate_limit_per_s=100_000)
+    producer = EventProducer(settings=settings)
+    client = redis.Redis(port=server.port)
+    timer = StepTimer()
+    ledger = producer._ledger
+    producer.validate = timer.wrap("validate", producer.validate)  # type: ignore[method-assign]
+    ledger.enqueue = timer.wrap("ledger.enqueue (Lua round trip)", ledger.enqueue)  # type: ignore[method-assign]
+    try:
+        for event in events(200, "pw"):
+            producer.enqueue(PLATFORM, event)
+        batch = events(n, "pe")
+        timer.reset()
+        started = time.perf_counter()
+        for event in batch:
+            producer.enqueue(PLATFORM, event)
+        wall = time.perf_counter() - started
+        steps = timer.per_call_us(n)
+        steps["rest of enqueue()"] = round(wall / n * 1e6 - sum(steps.values()), 1)
+        flush(server)
+        singles = events(n, "ps")
+        server_us = {
+            "enqueue.lua, 1 event a call": server_us_per_call(
+                client, lambda: [producer.enqueue(PLATFORM, e) for e in singles]
+            ),
+        }
+        many = events(ctx.many_batch, "pm")
+        per_call = server_us_per_call(client, lambda: producer.enqueue_many(PLATFORM, many))
+        server_us[f"enqueue.lua, per event at {ctx.many_batch} a call"] = round(
+            per_call / ctx.many_batch, 1
+        )
+        flush(server)
+        batch = events(n, "pc")
+        profile = cprofile(lambda: [producer.enqueue(PLATFORM, e) for e in batch], n)
+    finally:
+        producer.close()
+        client.close()
+    return {
+        "events": n,
+        "wall_us_per_event": round(wall / n * 1e6, 1),
+        "steps_us_per_event": steps,
+        "redis_server_us": server_us,
+        "cprofile": profile,
+    }
+
+
+def profile_deliver(ctx: RunContext, server: Any, sink: Sink) -> dict[str, Any]:
+    n = ctx.scale(3_000, 1_000)
+    settings = Settings.from_mapping(eventfwd_env(server.url, sink.url, ctx.default_config))
+    producer = EventProducer(settings=settings)
+    client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    ledger = Ledger(client, settings)
+    deliverer = Deliverer(settings, ledger, make_session())
+    timer = StepTimer()
+    ledger.claim = timer.wrap("claim (Lua round trip)", ledger.claim)  # type: ignore[method-assign]
+    deliverer._post = timer.wrap("POST (requests)", deliverer._post)  # type: ignore[method-assign]
+    ledger.ack = timer.wrap("ack (Lua round trip)", ledger.ack)  # type: ignore[method-assign]
+    try:
+        warm = producer.enqueue_many(PLATFORM, events(100, "dw"))
+        ids = producer.enqueue_many(PLATFORM, events(n, "dd"))
+        more = producer.enqueue_many(PLATFORM, events(n, "dp"))
+        for event_id in warm:
+            deliverer.deliver(event_id)
+        timer.reset()
+        started = time.perf_counter()
+        outcomes = [deliverer.deliver(event_id) for event_id in ids]
+        wall = time.perf_counter() - started
+        steps = timer.per_call_us(n)
+        steps["rest of deliver()"] = round(wall / n * 1e6 - sum(steps.values()), 1)
+        profile = cprofile(lambda: [deliverer.deliver(i) for i in more], n)
+        ctx.check("profile", "in-process deliveries", n, outcomes.count("delivered"))
+        server_us = _claim_ack_server_us(producer, ledger, server, n)
+    finally:
+        producer.close()
+        deliverer.session.close()
+        client.close()
+    return {
+        "events": n,
+        "wall_us_per_event": round(wall / n * 1e6, 1),
+        "per_s_one_process": round(n / wall, 1),
+        "steps_us_per_event": steps,
+        "redis_server_us": server_us,
+        "cprofile": profile,
+        "session_trust_env": deliverer.session.trust_env,
+    }
+
+
+def _claim_ack_server_us(
+    producer: EventProducer, ledger: Ledger, server: Any, n: int
+) -> dict[str, float]:
+    """Redis's time in claim.lua and in ack.lua, each measured in a phase of its own."""
+    client = redis.Redis(port=server.port)
+    try:
+        ids = producer.enqueue_many(PLATFORM, events(n, "ds"))
+        tokens = {i: uuid.uuid4().hex for i in ids}
+        claim = server_us_per_call(client, lambda: [ledger.claim(i, tokens[i]) for i in ids])
+        ack = server_us_per_call(client, lambda: [ledger.ack(i, tokens[i]) for i in ids])
+    finally:
+        client.close()
+    return {"claim.lua": claim, "ack.lua": ack}
+
+
+def run(ctx: RunContext) -> None:
+    from bench import pyspy
+
+    server = start_redis(ctx.work, "redis-profile")
+    sink = Sink(ctx.work, name="sink-profile").start()
+    try:
+        ctx.say("profile: enqueue() in process")
+        enqueue = profile_enqueue(ctx, server)
+        flush(server)
+        ctx.say("profile: Deliverer.deliver() in process")
+        deliver = profile_deliver(ctx, server, sink)
+        flush(server)
+        ctx.say("profile: sampling a live worker with py-spy")
+        worker = pyspy.sample_worker(ctx, server, sink)
+    finally:
+        sink.stop()
+        server.stop()
+    ctx.details["profile"] = {"enqueue": enqueue, "deliver": deliver, "worker_py_spy": worker}
+    for name, p in (("enqueue()", enqueue), ("deliver()", deliver)):
+        ctx.say(f"profile: {name} {p['wall_us_per_event']} us/event {p['steps_us_per_event']}")
