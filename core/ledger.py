@@ -26,7 +26,9 @@ ACCEPTED, DUPLICATE, ALREADY_DELIVERED = 1, 0, 2
 
 # ids that the pump may republish even with this many messages already waiting in the queue.
 QUEUE_HIGH_WATER = 100
-PUMP_LIMIT_PER_PLATFORM = 1_000
+# Ids one pump run may release per platform; the platform's rate caps it further (twice its
+# share of a pump interval), so this only bounds one script's run time.
+PUMP_LIMIT_PER_PLATFORM = 5_000
 
 
 @cache
