@@ -44,7 +44,7 @@ class WorkerConfig:
 
     pool: str = "prefork"
     concurrency: int = 2
-    batch_size: int = 1
+    batch_size: int = 50  # the product default (EVENTFWD_BATCH_SIZE)
     env: tuple[tuple[str, str], ...] = ()
 
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis
 
+from core.settings import Settings
 from producers import EventProducer
 from tests.support.stack import wait_for
 from worker.samples import sample_events
@@ -37,7 +38,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(make_stack, sink, rclient: r
     duplicates = sum(n - 1 for n in counts.values())
     # only a kill between Moloco's 200 and the ack can resend: at most what was in flight, one
     # per delivery thread of each pool process (2 x EVENTFWD_DELIVERY_THREADS)
-    assert duplicates <= 2 * 20, f"{duplicates} duplicates after one kill at {kill_at}"
+    assert duplicates <= 2 * Settings().delivery_threads, f"{duplicates} after a kill at {kill_at}"
     wait_for(lambda: rclient.zcard("eventfwd:sched:acme") == 0, 10, what="empty schedule")
     assert rclient.zcard("eventfwd:dead") == 0
 
