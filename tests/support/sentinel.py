@@ -23,7 +23,7 @@ from worker.localredis import free_port
 def redis_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed")
+        pytest.fail("redis-server is not installed (scripts/bootstrap installs it)")
     return binary
 
 

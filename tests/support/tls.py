@@ -28,7 +28,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_certs(directory: Path) -> Certs:
     """Create a CA and a server certificate (SAN localhost and 127.0.0.1) in `directory`."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+        pytest.fail("the openssl command is not installed (scripts/bootstrap installs it)")
     directory.mkdir(parents=True, exist_ok=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     _openssl(
