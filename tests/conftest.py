@@ -27,6 +27,13 @@ def example_events() -> list[dict[str, Any]]:
     return events
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_leftover_redis_servers() -> Iterator[None]:
+    """A test that failed before stopping its own redis-server must not leave it running."""
+    yield
+    RedisServer.stop_all()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))

@@ -81,12 +81,14 @@ def test_redis_unreachable_raises_enqueue_error_within_about_a_second(tmp_path) 
 
 def test_an_enqueued_event_survives_a_redis_crash(tmp_path) -> None:  # type: ignore[no-untyped-def]
     server = RedisServer(tmp_path / "r").start()
-    ids = EventProducer(settings=Settings(redis_url=server.url)).enqueue_many(
-        "acme", example_events()
-    )
-    server.kill()  # SIGKILL right after enqueue() returned
-    server.start()  # replays the AOF
-    client = redis.Redis.from_url(server.url, decode_responses=True)
-    assert all(client.hget(f"eventfwd:ev:{i}", "state") == "queued" for i in ids)
-    assert sorted(queued_ids(client)) == sorted(ids)
-    server.stop()
+    try:
+        ids = EventProducer(settings=Settings(redis_url=server.url)).enqueue_many(
+            "acme", example_events()
+        )
+        server.kill()  # SIGKILL right after enqueue() returned
+        server.start()  # replays the AOF
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        assert all(client.hget(f"eventfwd:ev:{i}", "state") == "queued" for i in ids)
+        assert sorted(queued_ids(client)) == sorted(ids)
+    finally:
+        server.stop()  # also when an assertion failed: never leave a redis-server behind
