@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 import redis
 import requests
 
+from worker.localprocess import ChildProcess
 from worker.localredis import LocalRedis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,62 +115,26 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-class Proc:
-    """A child process in its own session; only ever signalled through its own PID/group."""
+class Proc(ChildProcess):
+    """A child of the bench; remembered until stopped, so an interrupted run stops it too."""
 
     def __init__(
         self, name: str, args: list[str], env: dict[str, str], cwd: Path, log_path: Path
     ) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.cwd = cwd
-        self.log_path = log_path
-        self.popen: subprocess.Popen[bytes] | None = None
+        super().__init__(name, args, env, log_path, cwd=cwd)
 
     def start(self) -> Proc:
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.args,
-                cwd=self.cwd,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        super().start()
         STARTED.procs.append(self)
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM (Celery's warm shutdown), then SIGKILL to the group we started."""
-        if self.popen is None:
-            return
-        pgid = self.popen.pid  # start_new_session: the group id is the child's own pid
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-        # Pool children of a Celery worker share its group; none may outlive the bench.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-        self.popen = None
+        super().stop(timeout_s)
         if self in STARTED.procs:
             STARTED.procs.remove(self)
 
     def log_tail(self, chars: int = 2000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-chars:]
+        return self.log()[-chars:]
 
 
 def base_env(**overrides: str) -> dict[str, str]:

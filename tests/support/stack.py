@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from worker.localprocess import ChildProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,59 +35,11 @@ def base_env(redis_url: str, sink_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
-class Proc:
-    """One child process we started; we only ever signal it by its own PID."""
+class Proc(ChildProcess):
+    """A worker, beat or other child of a test, run from the repository root."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            os.kill(self.pid, sig)
-
-    def stop(self, timeout_s: float = 15) -> None:
-        """SIGTERM (Celery's warm shutdown), then SIGKILL to the process group if it hangs."""
-        if self.proc is None:
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL the whole group we started (the worker and its pool children)."""
-        if self.proc is None:
-            return
-        if self.alive():
-            os.killpg(self.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        super().__init__(name, args, env, log_path, cwd=ROOT)
 
 
 def worker(env: dict[str, str], tmp: Path, *, name: str = "w1", concurrency: int = 2) -> Proc:
