@@ -33,6 +33,7 @@ format: bootstrap ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 bench: bootstrap ## Run the benchmarks (python -m bench)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean: ## Remove caches, build output and the dev stack's state (keeps .venv)

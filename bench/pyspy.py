@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from bench.context import RunContext
@@ -23,10 +25,10 @@ from worker.localredis import LocalRedis
 SAMPLE_RATE_HZ = 100
 # (bucket, substrings of a frame); checked from the leaf up, so the innermost match wins.
 FRAME_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
-    ("deliver: claim (Lua round trip)", ("claim (core/ledger.py",)),
-    ("deliver: ack (Lua round trip)", ("ack (core/ledger.py",)),
-    ("deliver: POST (requests)", ("_post (worker/delivery.py",)),
-    ("deliver: other", ("deliver (worker/delivery.py", "deliver (worker/tasks.py")),
+    ("deliver: claim (Lua round trip per wave)", ("claim_many (core/ledger.py",)),
+    ("deliver: ack (Lua round trip per group)", ("ack_many (core/ledger.py",)),
+    ("deliver: POST (urllib3)", ("post (worker/http_client.py",)),
+    ("deliver: other", ("(worker/delivery.py", "deliver (worker/tasks.py")),
 ]
 SECTION_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("Celery/kombu: fetch and dispatch messages", ("kombu/", "celery/worker/consumer")),
@@ -36,7 +38,11 @@ SECTION_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def py_spy_binary() -> str | None:
-    return os.environ.get("BENCH_PY_SPY") or shutil.which("py-spy")
+    """`BENCH_PY_SPY`, else py-spy next to this Python (a venv's bin), else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    if os.environ.get("BENCH_PY_SPY"):
+        return os.environ["BENCH_PY_SPY"]
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def classify(stack: str) -> str:

@@ -172,7 +172,7 @@ def _profile_section(profile: dict[str, Any] | None) -> list[str]:
     lines = ["## Where the time goes", ""]
     for key, title in (
         ("enqueue", "`EventProducer.enqueue()`"),
-        ("deliver", "`Deliverer.deliver()`"),
+        ("deliver", "`Deliverer.deliver_many()`"),
     ):
         p = profile[key]
         lines += [f"### {title}, in one process ({fmt(p['wall_us_per_event'])} µs per event)", ""]
@@ -185,13 +185,13 @@ def _profile_section(profile: dict[str, Any] | None) -> list[str]:
         buckets = [[k, fmt(v)] for k, v in p["cprofile"]["buckets_us_per_call"].items()]
         lines += _table(["cProfile own time by area", "µs per event"], buckets)
         lines.append("")
-        if "session_trust_env" in p:
+        if key == "deliver":
             lines += [
-                f"The requests session (`make_session`, as in the worker) had `trust_env="
-                f"{p['session_trust_env']}`: it is on",
-                "when a proxy or CA-bundle variable such as `REQUESTS_CA_BUNDLE` is set, as on",
-                "many machines and container images. cProfile inflates functions made of many",
-                "small calls, so read its areas as proportions, not as wall time.",
+                f"Messages of {p['batch']} ids, their POSTs one after another in one thread (a "
+                "worker sends them side by side),",
+                "so every step's CPU shows. cProfile inflates functions made of many small "
+                "calls: read its areas as",
+                "proportions, not as wall time.",
                 "",
             ]
     spy = profile.get("worker_py_spy") or {}

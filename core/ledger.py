@@ -82,6 +82,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _claim(r: Sequence[Any]) -> Claim:
+    """One id's answer from `claim.lua`."""
+    status = _text(r[0])
+    if status == "ok":
+        return Claim(
+            status=status,
+            body=_text(r[1]),
+            platform_id=_text(r[2]),
+            attempts=int(r[3]),
+            enqueued_ms=int(r[4]),
+            event_ms=int(r[5]),
+            replays=int(r[6]),
+            probe=bool(int(r[7])),
+        )
+    if status in ("notdue", "throttled"):
+        return Claim(status=status, due_ms=int(float(r[1])))
+    if status in ("gone", "delivered", "dead", "busy", "parked"):
+        return Claim(status=status)
+    raise LedgerError(f"claim answered {status!r}")
+
+
 class Ledger:
     """Atomic transitions of the event state machine (DESIGN.md §3)."""
 
@@ -131,41 +152,41 @@ class Ledger:
 
     def claim(self, event_id: str, token: str) -> Claim:
         """Take `event_id` under a lease held by `token`, or learn why not."""
-        r = self._run(
+        return self.claim_many([event_id], token)[0]
+
+    def claim_many(self, event_ids: Sequence[str], token: str) -> list[Claim]:
+        """Take each of `event_ids` under a lease held by `token`; one round trip, in order."""
+        s = self.settings
+        answers = self._run(
             "claim",
             [
                 self._p,
-                event_id,
                 token,
                 self._lease_ms,
-                self.settings.rate_limit_per_s,
+                s.rate_limit_per_s,
                 self._rates,
-                self.settings.poison_threshold,
+                s.poison_threshold,
+                *event_ids,
             ],
         )
-        status = _text(r[0])
-        if status == "ok":
-            return Claim(
-                status=status,
-                body=_text(r[1]),
-                platform_id=_text(r[2]),
-                attempts=int(r[3]),
-                enqueued_ms=int(r[4]),
-                event_ms=int(r[5]),
-                replays=int(r[6]),
-                probe=bool(int(r[7])),
-            )
-        if status in ("notdue", "throttled"):
-            return Claim(status=status, due_ms=int(float(r[1])))
-        if status in ("gone", "delivered", "dead", "busy", "parked"):
-            return Claim(status=status)
-        raise LedgerError(f"claim answered {status!r}")
+        if len(answers) != len(event_ids):
+            raise LedgerError(f"claim answered {len(answers)} results for {len(event_ids)} ids")
+        return [_claim(r) for r in answers]
 
     def ack(self, event_id: str, token: str) -> tuple[int, bool]:
         """Record a delivery: returns (held: 1 ours / 0 not ours / -1 gone, circuit closed)."""
+        held, closed = self.ack_many([event_id], token)
+        return held[0], bool(closed)
+
+    def ack_many(self, event_ids: Sequence[str], token: str) -> tuple[list[int], list[str]]:
+        """Record deliveries in one round trip: (held per id, platforms whose circuit closed)."""
+        if not event_ids:
+            return [], []
         ttl_ms = int(self.settings.delivered_ttl_s * 1000)
-        held, closed = self._run("ack", [self._p, event_id, token, ttl_ms])
-        return int(held), bool(int(closed))
+        held, closed = self._run("ack", [self._p, token, ttl_ms, *event_ids])
+        if len(held) != len(event_ids):
+            raise LedgerError(f"ack answered {len(held)} results for {len(event_ids)} ids")
+        return [int(h) for h in held], [_text(c) for c in closed]
 
     def reschedule(
         self,

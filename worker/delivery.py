@@ -1,90 +1,136 @@
-"""Deliver one event: claim it, POST it to Moloco, and record what happened (claim → act → ack)."""
+"""Deliver events: claim them, POST each to Moloco, and record what happened (claim → act → ack).
+
+A message's ids go in waves of at most `delivery_threads`: one ledger call claims the wave,
+its POSTs run side by side on the process's threads (the waits on Moloco overlap), and the
+deliveries are acked together as they complete, one ledger call per group. Claim and ack were
+two round trips per event before; now they are two per wave, whatever its size.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from core.ledger import Claim, Ledger
-from core.settings import Settings
-from worker.backoff import parse_retry_after, retry_delay_s
+from core.settings import PlatformConfig, Settings
+from worker.backoff import retry_delay_s
 from worker.classify import Outcome, circuit_reason, classify
+from worker.http_client import HttpClient, Response
 from worker.observability import report_circuit, report_dead_letter
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 3.05
-MESSAGE_MAX_CHARS = 500
 # Pause for a 429 that carries no Retry-After.
 DEFAULT_THROTTLE_PAUSE_S = 1.0
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
-_CA_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-def make_session(pool_size: int = 10) -> requests.Session:
-    """A keep-alive session that reads the environment once, not on every request.
-
-    requests' `trust_env` re-reads proxies and CA bundles from the environment on each call
-    (a third of a POST's CPU here); the CA bundle is read once instead, and the per-request
-    look-up stays on only where a proxy is configured (it also honours `no_proxy`).
-    """
-    session = requests.Session()
-    session.trust_env = any(os.environ.get(v) or os.environ.get(v.upper()) for v in _PROXY_VARS)
-    ca_bundle = next((os.environ[v] for v in _CA_VARS if os.environ.get(v)), None)
-    if ca_bundle:
-        session.verify = ca_bundle
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 @dataclass(frozen=True, slots=True)
-class Response:
-    """What came back from one POST: a status (None when nothing did) and Moloco's message."""
+class _Send:
+    """A claimed event on its way: where it sits in the message, and where it goes."""
 
-    status: int | None
-    message: str
-    retry_after_s: float | None
-    duration_ms: int
-
-
-def moloco_message(text: str) -> str:
-    """Moloco's `message` from a gRPC-status JSON body, else the start of the body."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text.strip()[:MESSAGE_MAX_CHARS]
-    if isinstance(data, dict) and isinstance(data.get("message"), str):
-        return data["message"][:MESSAGE_MAX_CHARS]
-    return text.strip()[:MESSAGE_MAX_CHARS]
+    index: int
+    event_id: str
+    claim: Claim
+    platform: PlatformConfig
+    api_key: str
 
 
 class Deliverer:
-    """Sends claimed events; one per worker process (its session keeps connections alive)."""
+    """Sends claimed events; one per worker process (its client keeps connections alive)."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, session: requests.Session) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        http: HttpClient,
+        *,
+        threads: int = 1,
+        wave_size: int | None = None,
+    ) -> None:
+        """`wave_size`: ids per claim (default `threads`, so that no claimed event waits for a
+        thread while its lease runs; the bench sets it to profile a wave in one thread)."""
         self.settings = settings
         self.ledger = ledger
-        self.session = session
+        self.http = http
+        self._wave = max(1, wave_size or threads)
+        self._threads = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="eventfwd-deliver")
+            if threads > 1
+            else None
+        )
 
     def deliver(self, event_id: str) -> str:
         """Try to deliver one event; return what happened (for logs and tests)."""
-        token = uuid.uuid4().hex
-        claim = self.ledger.claim(event_id, token)
-        if claim.status != "ok":
-            log.debug("event_id=%s not claimed: %s", event_id, claim.status)
-            return claim.status
-        return self._act(event_id, token, claim)
+        return self.deliver_many([event_id])[0]
 
-    def _act(self, event_id: str, token: str, claim: Claim) -> str:
+    def deliver_many(self, event_ids: Sequence[str]) -> list[str]:
+        """Try to deliver each event; return what happened to each, in order."""
+        outcomes: list[str] = []
+        for start in range(0, len(event_ids), self._wave):
+            outcomes += self._deliver_wave(event_ids[start : start + self._wave])
+        return outcomes
+
+    def _deliver_wave(self, event_ids: Sequence[str]) -> list[str]:
+        token = uuid.uuid4().hex
+        claims = self.ledger.claim_many(event_ids, token)
+        outcomes: dict[int, str] = {}
+        sends: list[_Send] = []
+        for index, (event_id, claim) in enumerate(zip(event_ids, claims, strict=True)):
+            if claim.status != "ok":
+                log.debug("event_id=%s not claimed: %s", event_id, claim.status)
+                outcomes[index] = claim.status
+                continue
+            refused = self._refuse(event_id, token, claim)
+            if refused:
+                outcomes[index] = refused
+            else:
+                platform = self.settings.platform(claim.platform_id)
+                assert platform.api_key  # _refuse settled an event with none
+                sends.append(_Send(index, event_id, claim, platform, platform.api_key))
+        for answered in self._post_all(sends):
+            outcomes.update(self._settle(token, answered))
+        return [outcomes[index] for index in range(len(event_ids))]
+
+    def _post(self, send: _Send) -> Response:
+        return self.http.post(send.platform.endpoint, send.api_key, send.claim.body)
+
+    def _post_all(self, sends: list[_Send]) -> Iterator[list[tuple[_Send, Response]]]:
+        """POST every send; yield the answers in groups, as they arrive."""
+        if self._threads is None or len(sends) < 2:
+            yield [(send, self._post(send)) for send in sends]
+            return
+        pending: dict[Future[Response], _Send] = {
+            self._threads.submit(self._post, send): send for send in sends
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            yield [(pending.pop(future), future.result()) for future in done]
+
+    def _settle(self, token: str, answered: list[tuple[_Send, Response]]) -> dict[int, str]:
+        """Record what Moloco answered: deliveries in one ack, anything else one by one."""
+        outcomes: dict[int, str] = {}
+        delivered: list[_Send] = []
+        for send, response in answered:
+            if classify(response.status) is Outcome.DELIVERED:
+                delivered.append(send)
+            else:
+                outcomes[send.index] = self._not_delivered(send, token, response)
+        if delivered:
+            _held, closed = self.ledger.ack_many([send.event_id for send in delivered], token)
+            for platform_id in closed:
+                log.warning("platform=%s circuit closed: probe delivered", platform_id)
+                report_circuit(platform_id=platform_id, opened=False, reason="probe_delivered")
+            for send in delivered:
+                log.debug("event_id=%s delivered", send.event_id)
+                outcomes[send.index] = "delivered"
+        return outcomes
+
+    def _refuse(self, event_id: str, token: str, claim: Claim) -> str | None:
+        """Settle a claimed event that must not be sent; None when it may be."""
         s = self.settings
         age_s = time.time() - claim.event_ms / 1000
         if age_s > s.max_event_age_s:
@@ -129,7 +175,12 @@ class Deliverer:
                 )
             return action
 
-        response = self._post(platform.endpoint, platform.api_key, claim.body)
+        return None
+
+    def _not_delivered(self, send: _Send, token: str, response: Response) -> str:
+        """Record a POST that Moloco did not accept: dead, throttled, blocked or retried."""
+        s = self.settings
+        event_id, claim, platform = send.event_id, send.claim, send.platform
         outcome = classify(response.status)
         record = {
             "at_ms": _now_ms(),
@@ -139,15 +190,6 @@ class Deliverer:
             "duration_ms": response.duration_ms,
         }
         status = "" if response.status is None else str(response.status)
-        if outcome is Outcome.DELIVERED:
-            _held, closed = self.ledger.ack(event_id, token)
-            if closed:
-                log.warning("platform=%s circuit closed: probe delivered", claim.platform_id)
-                report_circuit(
-                    platform_id=claim.platform_id, opened=False, reason="probe_delivered"
-                )
-            log.debug("event_id=%s delivered status=%s", event_id, status)
-            return "delivered"
         if outcome is Outcome.PERMANENT:
             moved = self.ledger.dead(
                 event_id,
@@ -258,45 +300,6 @@ class Deliverer:
         )
         return "retries_exhausted" if action == "dead" else action
 
-    def _post(self, url: str, api_key: str, body: str) -> Response:
-        started = time.monotonic()
-        try:
-            r = self.session.post(
-                url,
-                data=body.encode(),
-                headers={"x-api-key": api_key, "Content-Type": "application/json"},
-                timeout=(
-                    min(CONNECT_TIMEOUT_S, self.settings.http_timeout_s),
-                    self.settings.http_timeout_s,
-                ),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.Timeout:
-            return Response(None, "timeout", None, _ms_since(started))
-        except requests.RequestException as exc:
-            return Response(
-                None, f"connection error ({type(exc).__name__})", None, _ms_since(started)
-            )
-        # The status line is the answer: a 200 whose body then breaks off was still accepted,
-        # and resending it would only make a duplicate.
-        try:
-            text = r.text
-        except requests.RequestException as exc:
-            text = f"unreadable response body ({type(exc).__name__})"
-        finally:
-            r.close()
-        return Response(
-            r.status_code,
-            moloco_message(text) if r.status_code >= 300 else "",
-            parse_retry_after(r.headers.get("Retry-After")),
-            _ms_since(started),
-        )
-
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +14,9 @@ from core.connection import connect
 from core.ledger import Ledger
 from core.settings import Settings
 from worker import observability, replay
-from worker.delivery import Deliverer, make_session
+from worker.delivery import Deliverer
 from worker.heartbeat import record_beat_tick
+from worker.http_client import HttpClient
 from worker.retention import enforce_retention
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,9 @@ LEDGER_RETRY_BUDGET_S = 5.0
 class _ProcessState:
     pid: int
     ledger: Ledger
-    deliverer: Deliverer
-    # Several ids in one message are sent side by side: the waits on Moloco and on Redis
+    # Sends a message's ids side by side on `delivery_threads` threads: the waits on Moloco
     # overlap, which is most of an event's time against a slow endpoint.
-    threads: ThreadPoolExecutor
+    deliverer: Deliverer
 
 
 _state: _ProcessState | None = None
@@ -46,12 +45,9 @@ def process_state(settings: Settings) -> _ProcessState:
         # otherwise mean a resend once the lease expires.
         ledger = Ledger(client, settings, retry_budget_s=LEDGER_RETRY_BUDGET_S)
         threads = settings.delivery_threads
-        session = make_session(pool_size=threads)
+        http = HttpClient(timeout_s=settings.http_timeout_s, pool_size=threads)
         _state = _ProcessState(
-            os.getpid(),
-            ledger,
-            Deliverer(settings, ledger, session),
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="eventfwd-deliver"),
+            os.getpid(), ledger, Deliverer(settings, ledger, http, threads=threads)
         )
     return _state
 
@@ -65,12 +61,8 @@ def _settings(task: Task) -> Settings:
 def deliver(self: Task, event_ids: list[str]) -> dict[str, int]:
     """Deliver each event id in the message; the ledger decides who may act on it."""
     state = process_state(_settings(self))
-    if len(event_ids) == 1:
-        results = [state.deliverer.deliver(event_ids[0])]
-    else:
-        results = list(state.threads.map(state.deliverer.deliver, event_ids))
     outcomes: dict[str, int] = {}
-    for outcome in results:
+    for outcome in state.deliverer.deliver_many(event_ids):
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 
