@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import certifi
 import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError
+from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
 from worker.backoff import parse_retry_after
 
@@ -111,12 +111,13 @@ class HttpClient:
                 retries=False,
                 preload_content=False,
             )
-        except TimeoutError:
-            return Response(None, "timeout", None, _ms_since(started))
+        except TimeoutError as exc:
+            # urllib3 files a refused or unresolvable connection under ConnectTimeoutError too.
+            if not isinstance(exc, NewConnectionError):
+                return Response(None, "timeout", None, _ms_since(started))
+            return _connection_error(exc, started)
         except (HTTPError, OSError) as exc:
-            return Response(
-                None, f"connection error ({type(exc).__name__})", None, _ms_since(started)
-            )
+            return _connection_error(exc, started)
         # The status line is the answer: a 200 whose body then breaks off was still accepted,
         # and resending it would only make a duplicate.
         try:
@@ -137,6 +138,10 @@ class HttpClient:
         self._direct.clear()
         for manager in self._proxied.values():
             manager.clear()
+
+
+def _connection_error(exc: BaseException, started: float) -> Response:
+    return Response(None, f"connection error ({type(exc).__name__})", None, _ms_since(started))
 
 
 def _ms_since(started: float) -> int:

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from core.ledger import ACCEPTED, ALREADY_DELIVERED, DUPLICATE, Ledger
-from core.settings import Settings
+from core.settings import PlatformOverride, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -294,9 +294,11 @@ def test_the_send_rate_is_shared_and_the_pump_releases_the_rest_at_that_rate(
     ledger = make(settings, rate_limit_per_s=10.0, pump_interval_s=0.5)
     ledger.enqueue([row(str(i)) for i in range(60)])
     rclient.delete("eventfwd")
-    statuses = [ledger.claim(str(i), "t").status for i in range(60)]
-    # one second of burst passes; the rest go back to the schedule, due when a token is
-    assert 9 <= statuses.count("ok") <= 12
+    # one call, so one clock: exactly the burst passes
+    statuses = [c.status for c in ledger.claim_many([str(i) for i in range(60)], "t")]
+    # one second of burst passes (a token every 100 ms, 0 to 1,000 ms ahead); the rest go back
+    # to the schedule, due when a token is
+    assert statuses.count("ok") == 11
     throttled = [str(i) for i, s in enumerate(statuses) if s == "throttled"]
     assert len(throttled) == 60 - statuses.count("ok")
     assert all(rclient.hget(f"eventfwd:ev:{i}", "attempts") == "0" for i in throttled)
@@ -367,3 +369,232 @@ def test_taking_over_an_expired_lease_counts_towards_poison(
     rclient.zadd("eventfwd:sched:acme", {"a": 0})
     assert ledger.claim("a", "t3").status == "dead"
     assert rclient.hget("eventfwd:ev:a", "reason") == "poison"
+
+
+# -- claim_many / ack_many: a list of ids in one call -----------------------------------------
+
+
+def redis_now_ms(rclient: redis.Redis) -> int:
+    """Redis's clock, the one the scripts use."""
+    seconds, micros = rclient.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def rate_state(rclient: redis.Redis, platform: str) -> tuple[float, int, int]:
+    """(rate, rate_ms, tat_ms) as the claim script wrote them back."""
+    rate, rate_ms, tat_ms = rclient.hmget(f"eventfwd:rate:{platform}", "rate", "rate_ms", "tat_ms")
+    assert rate is not None and rate_ms is not None and tat_ms is not None
+    return float(rate), int(float(rate_ms)), int(float(tat_ms))
+
+
+def test_claim_many_answers_every_id_in_order(settings: Settings, rclient: redis.Redis) -> None:
+    # "slow" may send one event a second: with one second of burst, two go and the rest wait
+    ledger = make(settings, platforms={"SLOW": PlatformOverride(rate_limit_per_s=1.0)})
+    ledger.enqueue([row("a"), row("b"), row("d"), row("x")])
+    ledger.enqueue([row(f"s{i}", "slow") for i in range(1, 5)] + [row("p", "down")])
+    assert ledger.claim("d", "earlier").status == "ok"
+    assert ledger.ack("d", "earlier") == (1, False)
+    assert ledger.claim("x", "earlier").status == "ok"
+    assert ledger.dead(
+        "x",
+        "earlier",
+        reason="rejected",
+        status="400",
+        message="m",
+        record=None,
+        count_attempt=True,
+        answered=True,
+    )
+    rclient.hset("eventfwd:circuit:down", "state", "open")
+    ids = ["a", "nope", "d", "b", "b", "s1", "s2", "s3", "s4", "p", "x"]
+
+    before = redis_now_ms(rclient)
+    claims = ledger.claim_many(ids, "t")
+    after = redis_now_ms(rclient)
+
+    assert [c.status for c in claims] == [
+        "ok", "gone", "delivered", "ok", "busy", "ok", "ok", "throttled", "throttled",
+        "parked", "dead",
+    ]  # fmt: skip
+    a, b = claims[0], claims[3]
+    assert (a.platform_id, a.attempts, a.probe) == ("acme", 0, False)
+    assert json.loads(a.body) == {"id": "a", "event_type": "HOME"}
+    assert json.loads(b.body)["id"] == "b"
+    assert claims[5].platform_id == claims[6].platform_id == "slow"
+    for event_id in ("a", "b", "s1", "s2"):
+        env = rclient.hgetall(f"eventfwd:ev:{event_id}")
+        assert (env["state"], env["token"]) == ("inflight", "t")
+    # the lease: due back on the schedule a lease from now
+    lease_ms = int(settings.lease_s * 1000)
+    score = rclient.zscore("eventfwd:sched:acme", "a")
+    assert score is not None and before + lease_ms <= score <= after + lease_ms
+
+    # over the burst: back on the schedule, due when the next token is, no lease, no attempt
+    s3, s4 = claims[7], claims[8]
+    assert s3.due_ms is not None and before + 1000 <= s3.due_ms <= after + 1000
+    assert s4.due_ms == s3.due_ms  # no slot is reserved: both wait for the same token
+    for event_id in ("s3", "s4"):
+        env = rclient.hgetall(f"eventfwd:ev:{event_id}")
+        assert env["state"] == "scheduled"
+        assert "token" not in env
+        assert env["attempts"] == "0"
+        assert rclient.zscore("eventfwd:sched:slow", event_id) == s3.due_ms
+    # circuit open: parked on the schedule, due now, no lease
+    parked = rclient.hgetall("eventfwd:ev:p")
+    assert parked["state"] == "scheduled" and "token" not in parked
+    p_score = rclient.zscore("eventfwd:sched:down", "p")
+    assert p_score is not None and before <= p_score <= after
+    # the ids that were not claimable are left as they were
+    assert not rclient.exists("eventfwd:ev:nope")
+    assert rclient.hget("eventfwd:ev:x", "state") == "dead"
+    assert not rclient.exists("eventfwd:ev:d")
+    assert [c.due_ms for c in claims if c.status not in ("throttled",)] == [None] * 9
+
+
+def test_claim_of_one_id_answers_like_claim_many(settings: Settings) -> None:
+    ledger = make(settings)
+    ledger.enqueue([row("a")])
+    assert ledger.claim_many([], "t") == []
+    assert ledger.claim("nope", "t").status == "gone"
+    claim = ledger.claim("a", "t")
+    assert (claim.status, claim.platform_id) == ("ok", "acme")
+    assert ledger.claim_many(["a"], "u")[0].status == "busy"
+
+
+def test_claim_many_writes_the_rate_back_once_so_the_next_call_continues_the_same_gcra(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(settings, platforms={"SLOW": PlatformOverride(rate_limit_per_s=1.0)})
+    ledger.enqueue([row(f"s{i}", "slow") for i in range(6)])
+
+    first = ledger.claim_many(["s0", "s1", "s2"], "t1")
+
+    assert [c.status for c in first] == ["ok", "ok", "throttled"]
+    rate, rate_ms, tat_ms = rate_state(rclient, "slow")
+    # what was written is the state after both tokens of the call, not after the first only
+    assert rate == 1.0
+    assert tat_ms - rate_ms == 2000
+    assert first[2].due_ms == tat_ms - 1000
+
+    # the next call (well within the second) starts from that state: no fresh burst
+    second = ledger.claim_many(["s3", "s4"], "t2")
+
+    assert [c.status for c in second] == ["throttled", "throttled"]
+    assert [c.due_ms for c in second] == [tat_ms - 1000] * 2
+    assert rate_state(rclient, "slow")[2] == tat_ms  # throttled ids take no token
+    assert rclient.hget("eventfwd:ev:s5", "state") == "queued"  # not in either call
+
+
+def test_claim_many_keeps_one_send_rate_per_platform(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(
+        settings,
+        platforms={
+            "SLOW_A": PlatformOverride(rate_limit_per_s=1.0),
+            "SLOW_B": PlatformOverride(rate_limit_per_s=1.0),
+        },
+    )
+    ids_a = [f"a{i}" for i in range(4)]
+    ids_b = [f"b{i}" for i in range(4)]
+    ledger.enqueue([row(i, "slow-a") for i in ids_a] + [row(i, "slow-b") for i in ids_b])
+    interleaved = [i for pair in zip(ids_a, ids_b, strict=True) for i in pair]
+
+    claims = dict(zip(interleaved, ledger.claim_many(interleaved, "t"), strict=True))
+
+    # each platform's burst is its own: two of each go
+    assert [claims[i].status for i in ids_a] == ["ok", "ok", "throttled", "throttled"]
+    assert [claims[i].status for i in ids_b] == ["ok", "ok", "throttled", "throttled"]
+    for platform in ("slow-a", "slow-b"):
+        _rate, rate_ms, tat_ms = rate_state(rclient, platform)
+        assert tat_ms - rate_ms == 2000
+
+
+def test_throttled_local_counts_every_throttled_id_of_a_call(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(
+        settings,
+        platforms={
+            "SLOW": PlatformOverride(rate_limit_per_s=1.0),
+            "OTHER": PlatformOverride(rate_limit_per_s=2.0),
+        },
+    )
+    slow = [f"s{i}" for i in range(7)]
+    other = [f"o{i}" for i in range(5)]
+    ledger.enqueue([row(i, "slow") for i in slow] + [row(i, "other") for i in other])
+
+    statuses = [c.status for c in ledger.claim_many(slow + other + ["nope"], "t")]
+
+    # rate 1/s: 2 go (5 wait); rate 2/s: 3 go (2 wait)
+    assert statuses.count("ok") == 5
+    assert statuses.count("throttled") == 7
+    assert rclient.hget("eventfwd:stats", "throttled_local") == "7"
+    assert rclient.hget("eventfwd:pstats:slow", "throttled_local") == "5"
+    assert rclient.hget("eventfwd:pstats:other", "throttled_local") == "2"
+    minute = int(time.time() // 60)
+    buckets = [rclient.hgetall(f"eventfwd:minute:{m}") for m in (minute - 1, minute)]
+    assert sum(int(b.get("throttled_local", 0)) for b in buckets) == 7
+    # asked again before their time they are not due (not throttled again): no more counted
+    assert {c.status for c in ledger.claim_many(slow[2:], "u")} == {"notdue"}
+    assert rclient.hget("eventfwd:stats", "throttled_local") == "7"
+
+
+def test_ack_many_answers_held_per_id_and_each_closed_circuit_once(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(settings)
+    ledger.enqueue([row("a"), row("b"), row("c"), row("d1", "down"), row("d2", "down")])
+    assert [c.status for c in ledger.claim_many(["a", "c", "d1", "d2"], "t")] == ["ok"] * 4
+    assert ledger.claim("b", "other").status == "ok"
+    # "down" failed while d1 and d2 were on their way; both come back 2xx
+    rclient.hset("eventfwd:circuit:down", mapping={"state": "open", "failures": 7})
+
+    held, closed = ledger.ack_many(["a", "b", "gone", "d1", "d2", "c"], "t")
+
+    assert held == [1, 0, -1, 1, 1, 1]
+    assert closed == ["down"]  # once, though two of its ids closed it
+    for event_id in ("a", "b", "c", "d1", "d2"):
+        assert not rclient.exists(f"eventfwd:ev:{event_id}")
+    for event_id in ("a", "b", "c", "d1", "d2", "gone"):
+        assert rclient.pttl(f"eventfwd:done:{event_id}") > 0
+    assert rclient.zcard("eventfwd:sched:acme") == rclient.zcard("eventfwd:sched:down") == 0
+    circuit = rclient.hgetall("eventfwd:circuit:down")
+    assert (circuit["state"], circuit["failures"]) == ("closed", "0")
+    assert "closed_ms" in circuit
+    assert rclient.hget("eventfwd:circuit:acme", "state") == "closed"
+    assert rclient.hget("eventfwd:stats", "circuit_closed") == "1"
+    assert rclient.hget("eventfwd:stats", "delivered") == "5"  # "gone" was not counted
+    assert rclient.hget("eventfwd:pstats:acme", "delivered") == "3"
+    assert rclient.hget("eventfwd:pstats:down", "delivered") == "2"
+    # a second ack of the same ids finds them gone and closes nothing
+    assert ledger.ack_many(["a", "d1"], "t") == ([-1, -1], [])
+    assert rclient.hget("eventfwd:stats", "delivered") == "5"
+
+
+def test_ack_many_reports_every_platform_whose_circuit_closed(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = make(settings)
+    ledger.enqueue([row("a1", "down-a"), row("b1", "down-b"), row("a2", "down-a"), row("c")])
+    ledger.claim_many(["a1", "b1", "a2", "c"], "t")
+    for platform in ("down-a", "down-b"):
+        rclient.hset(f"eventfwd:circuit:{platform}", "state", "open")
+
+    held, closed = ledger.ack_many(["a1", "b1", "a2", "c", "a1"], "t")
+
+    assert held == [1, 1, 1, 1, -1]  # the same id twice: the second finds it gone
+    assert sorted(closed) == ["down-a", "down-b"]
+    assert rclient.hget("eventfwd:stats", "circuit_closed") == "2"
+    assert ledger.ack_many([], "t") == ([], [])
+
+
+def test_ack_of_one_id_wraps_ack_many(settings: Settings, rclient: redis.Redis) -> None:
+    ledger = make(settings)
+    ledger.enqueue([row("a"), row("b")])
+    ledger.claim("a", "t")
+    ledger.claim("b", "other")
+    rclient.hset("eventfwd:circuit:acme", "state", "open")
+    assert ledger.ack("a", "t") == (1, True)
+    assert ledger.ack("b", "t") == (0, False)  # the circuit is closed already
+    assert ledger.ack("nope", "t") == (-1, False)
