@@ -1,11 +1,15 @@
 """Check a user event against Moloco's schema and rules, and build the exact body to POST.
 
-`validate_event` reports every broken rule at once, as `core.errors.InvalidEvent`. It runs three
-passes over the event: `core.schema_keys` vets keys and drops nulls, the pydantic models of
-`core.schema_models` check each field, and `_rule_errors` below checks the rules that join fields
-(these run on the raw event so they report even when a field failed). The wire form is the
-model's dump: nulls stripped, snake_case keys in schema order, unknown keys copied as given,
-`timestamp` as a decimal string and `track_id` renamed `decision_track_id`.
+`validate_event` reports every broken rule at once, as `core.errors.InvalidEvent`. Most events
+take the fast path: `core.schema_fast` checks and serialises an event of the common shape (only
+Moloco's keys, values already of their wire type) in one pydantic-core pass, then the rules that
+join fields run on its values. Any other event, and any event the fast path doubts, takes the
+full check, which alone words errors. It runs three passes over the event: `core.schema_keys`
+vets keys and drops nulls, the pydantic models of `core.schema_models` check each field, and
+`_rule_errors` below checks the rules that join fields (these run on the raw event so they report
+even when a field failed). The wire form is the model's dump: nulls stripped, snake_case keys in
+schema order, unknown keys copied as given, `timestamp` as a decimal string and `track_id`
+renamed `decision_track_id`. Both paths write the same body for an event the fast path takes.
 """
 
 from __future__ import annotations
@@ -13,18 +17,33 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
+from core import schema_fast
 from core.errors import FieldError, InvalidEvent
 from core.schema_keys import LEVELS, clean
-from core.schema_models import EVENT_TYPES, MAX_ID_CHARS, Event, field_errors, kind
+from core.schema_models import (
+    EVENT_TYPES,
+    MAX_FUTURE_MS,
+    MAX_ID_CHARS,
+    Event,
+    field_errors,
+    kind,
+    new_event_id,
+)
 
-__all__ = ["MAX_EVENT_BYTES", "ValidEvent", "validate_event", "validate_platform_id"]
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "ValidEvent",
+    "validate_event",
+    "validate_events",
+    "validate_platform_id",
+]
 
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -36,11 +55,17 @@ _EVENT = LEVELS["event"]
 
 @dataclass(frozen=True, slots=True)
 class ValidEvent:
-    """An event that passed every rule, with the body to store and POST."""
+    """An event that passed every rule: its id, the body to store and POST, its epoch ms."""
 
     id: str
-    wire: dict[str, Any]
     body: str
+    event_ms: int
+
+    @property
+    def wire(self) -> dict[str, Any]:
+        """The body as data (parsed on each access: the producer needs only the body)."""
+        wire: dict[str, Any] = json.loads(self.body)
+        return wire
 
 
 def validate_event(
@@ -51,6 +76,63 @@ def validate_event(
     `strict_fields` refuses every key Moloco's schema does not name (typos are refused always).
     `now_ms` is the clock for the "not in the future" rule; it defaults to the wall clock.
     """
+    if now_ms is None:
+        now_ms = _wall_clock_ms()
+    return _fast_path(event, now_ms) or _full_check(event, strict_fields, now_ms)
+
+
+def validate_events(
+    events: Iterable[Mapping[str, Any]],
+    *,
+    strict_fields: bool = False,
+    now_ms: int | None = None,
+) -> list[ValidEvent]:
+    """Check a batch as `validate_event` checks each event, reading the clock once for all.
+
+    The first invalid event raises InvalidEvent with its `index` (and every error it has).
+    """
+    if now_ms is None:
+        now_ms = _wall_clock_ms()
+    valid: list[ValidEvent] = []
+    for index, event in enumerate(events):
+        checked = _fast_path(event, now_ms)
+        if checked is None:
+            try:
+                checked = _full_check(event, strict_fields, now_ms)
+            except InvalidEvent as exc:
+                raise InvalidEvent(exc.errors, index=index) from None
+        valid.append(checked)
+    return valid
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _fast_path(event: object, now_ms: int) -> ValidEvent | None:
+    """The event checked and serialised by `core.schema_fast`, or None: ask the full check.
+
+    None does not mean invalid, only "not the common shape" or "breaks a rule": the full
+    check decides, and it alone words errors.
+    """
+    try:
+        values = schema_fast.VALIDATOR.validate_python(event)
+    except ValidationError:
+        return None
+    event_ms: int = values["timestamp"]
+    if event_ms > now_ms + MAX_FUTURE_MS or _rule_errors(values):
+        return None
+    try:
+        body = schema_fast.SERIALIZER.to_json(values, exclude_none=True)
+    except PydanticSerializationError:  # a lone surrogate, which the full check names
+        return None
+    if len(body) > MAX_EVENT_BYTES:
+        return None
+    return ValidEvent(id=values["id"], body=body.decode(), event_ms=event_ms)
+
+
+def _full_check(event: Mapping[str, Any], strict_fields: bool, now_ms: int) -> ValidEvent:
+    """Check any input in three passes (see the module docstring), reporting every error."""
     if not isinstance(event, Mapping):
         raise InvalidEvent(
             [
@@ -63,9 +145,7 @@ def validate_event(
     raw = clean(event, _EVENT, "", strict_fields, errors)
     _merge_track_id(raw, errors)
     if "id" not in raw:
-        raw["id"] = str(uuid.uuid4())
-    if now_ms is None:
-        now_ms = time.time_ns() // 1_000_000
+        raw["id"] = new_event_id()
     model: Event | None = None
     try:
         model = Event.model_validate(raw, context={"now_ms": now_ms})
@@ -87,7 +167,7 @@ def validate_event(
         raise InvalidEvent(_unencodable(wire, "")) from None
     if size > MAX_EVENT_BYTES:
         raise InvalidEvent([_too_big(size)])
-    return ValidEvent(id=model.id, wire=wire, body=body)
+    return ValidEvent(id=model.id, body=body, event_ms=model.timestamp)
 
 
 def validate_platform_id(platform_id: object) -> str:
@@ -142,7 +222,10 @@ def _is_set(value: object) -> bool:
 
 
 def _rule_errors(raw: dict[str, Any]) -> list[FieldError]:
-    """Rules that join fields; a value of the wrong type counts as set (it is reported already)."""
+    """Rules that join fields; a value of the wrong type counts as set (it is reported already).
+
+    `raw` is the cleaned event (no nulls) or the fast path's values (nulls for absent keys).
+    """
     found: list[FieldError] = []
     device = raw.get("device")
     device_fields = device if isinstance(device, dict) else {}
@@ -183,7 +266,7 @@ def _rule_errors(raw: dict[str, Any]) -> list[FieldError]:
         found.append(
             FieldError("items", "items_required", f"{event_type} needs a non-empty items list")
         )
-    if event_type == "PURCHASE" and "revenue" not in raw:
+    if event_type == "PURCHASE" and raw.get("revenue") is None:
         found.append(FieldError("revenue", "revenue_required", "PURCHASE needs revenue"))
     if event_type == "SEARCH" and not _is_set(raw.get("search_query")):
         found.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -84,6 +85,11 @@ _ONE_MS = timedelta(milliseconds=1)
 _INT_TEXT = re.compile(r"-?[0-9]{1,19}")
 _NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _SHORT_INT_TEXT = re.compile(r"[-+]?[0-9]{1,15}")
+
+
+def new_event_id() -> str:
+    """The id of an event sent without one: a random UUID (version 4)."""
+    return str(uuid.uuid4())
 
 
 def kind(value: object) -> str:

@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from core.connection import redact_url
-from core.errors import InvalidEvent
 from core.ledger import Ledger
-from core.schema import ValidEvent, validate_event, validate_platform_id
+from core.schema import ValidEvent, validate_event, validate_events, validate_platform_id
 from core.settings import Settings
 from producers.drain import SpoolDrainer
 from producers.failover import OutageCircuit
@@ -53,13 +52,7 @@ class ProducerBase:
 
     def validate_many(self, events: Iterable[Mapping[str, Any]]) -> list[ValidEvent]:
         """Validate every event; the first invalid one raises `InvalidEvent` with its `index`."""
-        valid: list[ValidEvent] = []
-        for index, event in enumerate(events):
-            try:
-                valid.append(self.validate(event))
-            except InvalidEvent as exc:
-                raise InvalidEvent(exc.errors, index=index) from None
-        return valid
+        return validate_events(events, strict_fields=self.settings.strict_fields)
 
     def hash_identifier(self, value: str) -> str:
         """Hash `value` as the producer hashes identifiers (SHA-256, with the pepper if set)."""
@@ -70,7 +63,7 @@ class ProducerBase:
         if self.settings.hash_identifiers:
             pepper = self.settings.hash_pepper
             events = [hash_identifiers(v, pepper=pepper) for v in events]
-        return [(v.id, platform_id, v.body, int(v.wire["timestamp"])) for v in events]
+        return [(v.id, platform_id, v.body, v.event_ms) for v in events]
 
     # -- the spool -------------------------------------------------------------------------
 

@@ -47,4 +47,4 @@ def hash_identifiers(event: ValidEvent, *, pepper: str | None = None) -> ValidEv
     if not changed:
         return event
     body = json.dumps(wire, separators=(",", ":"), ensure_ascii=False)
-    return replace(event, wire=wire, body=body)
+    return replace(event, body=body)

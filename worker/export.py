@@ -166,7 +166,7 @@ def _body(
                 f"event.{e}" if e.path else f"event: {e.message} [{e.rule}]" for e in exc.errors
             )
             return "", 0
-        return valid.body, int(valid.wire["timestamp"])
+        return valid.body, valid.event_ms
     try:
         event_ms = int(event.get("timestamp") or 0)
     except (TypeError, ValueError):

@@ -6,6 +6,7 @@ import copy
 import enum
 import json
 import math
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -17,14 +18,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import core
+import core.schema
+from core import schema_fast
 from core.errors import FieldError, InvalidEvent
 from core.schema import (
     MAX_EVENT_BYTES,
     ValidEvent,
     validate_event,
+    validate_events,
     validate_platform_id,
 )
-from core.schema_models import CHANNEL_TYPES, CURRENCIES, EVENT_TYPES
+from core.schema_models import (
+    CHANNEL_TYPES,
+    CURRENCIES,
+    EVENT_TYPES,
+    Event,
+    EventDevice,
+    EventItem,
+    Money,
+)
+from worker.samples import sample_events
 
 NOW_MS = 1_767_225_700_000
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "moloco_examples.jsonl"
@@ -1193,3 +1206,210 @@ def test_any_json_input_is_either_accepted_or_refused_with_field_errors(event: A
         assert all(isinstance(e, FieldError) and e.rule for e in refused.errors)
     else:
         assert json.loads(valid.body) == valid.wire
+
+
+# --- the fast path ------------------------------------------------------------------------------
+# core.schema_fast takes events of the common shape in one pydantic-core pass; anything else goes
+# to the full check. It must never take an event the full check refuses, and must write the same
+# body as the full check for every event it takes.
+
+
+def fast_fields(node: dict[str, Any]) -> list[str]:
+    while node["type"] in ("nullable", "list", "default"):
+        node = node["items_schema"] if node["type"] == "list" else node["schema"]
+    return list(node["fields"])
+
+
+def fast_field(node: dict[str, Any], name: str) -> dict[str, Any]:
+    while node["type"] in ("nullable", "list", "default"):
+        node = node["items_schema"] if node["type"] == "list" else node["schema"]
+    return node["fields"][name]["schema"]
+
+
+def test_the_fast_schema_has_the_models_fields_in_their_order() -> None:
+    event = schema_fast.EVENT_SCHEMA
+    assert fast_fields(event) == list(Event.model_fields)
+    assert fast_fields(fast_field(event, "device")) == list(EventDevice.model_fields)
+    assert fast_fields(fast_field(event, "items")) == list(EventItem.model_fields)
+    for path in ("revenue", "shipping_charge"):
+        assert fast_fields(fast_field(event, path)) == list(Money.model_fields)
+    for name in ("price", "price_seller"):
+        money = fast_field(fast_field(event, "items"), name)
+        assert fast_fields(money) == list(Money.model_fields)
+
+
+def same_on_both_paths(event: Any, now_ms: int = NOW_MS) -> ValidEvent | None:
+    """Run both paths; when the fast one takes the event, the full one must give the same."""
+    if isinstance(event, dict) and "id" not in event:
+        event = {**event, "id": "e-1"}  # a minted id would differ between the two runs
+    fast = core.schema._fast_path(event, now_ms)
+    if fast is not None:
+        full = core.schema._full_check(event, False, now_ms)
+        assert (fast.id, fast.body, fast.event_ms) == (full.id, full.body, full.event_ms)
+    return fast
+
+
+@pytest.mark.parametrize("example", load_examples(), ids=lambda e: e["event_type"])
+def test_common_events_take_the_fast_path(example: dict[str, Any]) -> None:
+    event = moved_to_now(example)
+    event["timestamp"] = int(event["timestamp"])
+    assert same_on_both_paths(event) is not None
+
+
+@pytest.mark.parametrize("member", [StrKind.HOME, MixinKind.HOME])
+def test_a_str_enum_member_takes_the_fast_path_as_plain_text(member: str) -> None:
+    fast = same_on_both_paths(minimal(event_type=member))
+    assert fast is not None
+    assert '"event_type":"HOME"' in fast.body
+
+
+def test_the_sample_events_take_the_fast_path() -> None:
+    now_ms = time.time_ns() // 1_000_000
+    for sample in sample_events(8):
+        assert same_on_both_paths(sample, now_ms) is not None
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        minimal(track_id="t"),
+        minimal(extra="pass-through"),
+        minimal(userId="typo"),
+        minimal(id=None),
+        minimal(timestamp=str(NOW_MS)),
+        minimal(timestamp=NOW_MS + 60_001),
+        minimal("ADD_TO_CART", items=({"id": "1"},)),
+        minimal("ADD_TO_CART", items=[{"id": "1", "quantity": 2.0}]),
+        minimal("ADD_TO_CART", items=[{"id": ""}]),
+        with_money("revenue", usd(1e-05)),
+        with_money("revenue", usd(2**60)),
+        with_money("revenue", usd(Decimal("1.5"))),
+        minimal(page_id="bad\ud800"),
+    ],
+    ids=repr,
+)
+def test_what_the_fast_path_leaves_to_the_full_check(event: dict[str, Any]) -> None:
+    assert same_on_both_paths(event) is None
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [(1e-05, "1e-05"), (-2.5e-07, "-2.5e-07"), (0.0001, "0.0001"), (1e16, "1e+16"), (0.0, "0.0")],
+)
+def test_an_amount_is_written_as_python_writes_it_whichever_path_takes_it(
+    amount: float, text: str
+) -> None:
+    assert f'"amount":{text}}}' in validate(with_money("revenue", usd(amount))).body
+
+
+def test_nulls_on_the_fast_path_are_left_out_of_the_body() -> None:
+    event = minimal("ADD_TO_CART", items=[{"id": "1", "price": None}], device={"os": None})
+    valid = validate({**event, "custom_id": None, "id": "e-1"})
+    assert same_on_both_paths({**event, "custom_id": None}) is not None
+    assert not contains_none(valid.wire)
+    assert valid.wire["device"] == {}
+
+
+def test_a_64_kib_event_on_the_fast_path_is_accepted_and_one_byte_more_is_not() -> None:
+    event = minimal(id="e", page_id="")
+    short = len(validate(event).body.encode())
+    event["page_id"] = "x" * (MAX_EVENT_BYTES - short)
+    assert same_on_both_paths(event) is not None
+    event["page_id"] += "x"
+    error = only_error(event)
+    assert (error.path, error.rule) == ("", "max_size")
+
+
+fast_texts = st.text(st.characters(codec=None), max_size=12)  # lone surrogates included
+fast_moneys = st.fixed_dictionaries(
+    {
+        "currency": st.sampled_from(CURRENCIES),
+        "amount": st.one_of(st.integers(), st.floats(), st.booleans()),
+    }
+)
+fast_items = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(fast_texts, st.none()),
+        "item_group_id": fast_texts,
+        "price": st.one_of(fast_moneys, st.none()),
+        "quantity": st.one_of(st.integers(-5, 2**32), st.floats(0, 10)),
+        "price_seller": fast_moneys,
+    },
+)
+
+
+@st.composite
+def common_events(draw: st.DrawFn) -> dict[str, Any]:
+    """Events of the fast path's shape, some of them invalid, with edge values."""
+    event_type = draw(st.sampled_from(EVENT_TYPES))
+    event = minimal(
+        event_type,
+        channel_type=draw(st.sampled_from(CHANNEL_TYPES)),
+        timestamp=draw(st.integers(10**12 - 1, NOW_MS + 60_001)),
+        user_id=draw(st.one_of(st.none(), st.just(""), st.text(min_size=1, max_size=130))),
+    )
+    optional = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "id": st.text(max_size=129),
+                "device": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "os": st.one_of(st.sampled_from(["ios", "Android 14", "web"]), st.none()),
+                        "persistent_id": st.text(max_size=129),
+                        "ua": fast_texts,
+                    },
+                ),
+                "items": st.lists(fast_items, max_size=3),
+                "revenue": st.one_of(fast_moneys, st.none()),
+                "search_query": st.one_of(fast_texts, st.none()),
+                "page_id": st.one_of(fast_texts, st.none()),
+                "custom_id": fast_texts,
+                "personalization_mode": st.sampled_from(["STANDARD", "ID_LESS", "FULL"]),
+            },
+        )
+    )
+    event.update(optional)
+    return event
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(common_events(), valid_events(), json_like_events))
+def test_the_fast_path_takes_only_what_the_full_check_takes_and_writes_the_same_body(
+    event: Any,
+) -> None:
+    same_on_both_paths(event)
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def test_a_batch_is_validated_as_each_of_its_events_is() -> None:
+    events = [minimal(id=f"e-{i}", page_id=f"p{i}") for i in range(3)]
+    events.append(minimal(id="e-3", extra={"a": (1, None)}))  # takes the full check
+    batch = validate_events(iter(events), now_ms=NOW_MS)
+    assert batch == [validate(event) for event in events]
+
+
+@pytest.mark.parametrize("bad_at", [0, 2])
+def test_the_first_invalid_event_of_a_batch_is_refused_with_its_index(bad_at: int) -> None:
+    events = [minimal(id=f"e-{i}") for i in range(4)]
+    events[bad_at] = minimal(user_id=DROP, channel_type="WEB")
+    events[3] = minimal(event_type="CLICK")
+    with pytest.raises(InvalidEvent) as caught:
+        validate_events(events, now_ms=NOW_MS)
+    assert caught.value.index == bad_at
+    assert caught.value.errors == refusal(events[bad_at]).errors
+    assert f"invalid event #{bad_at} (2 error(s))" in str(caught.value)
+
+
+def test_a_batch_reads_the_clock_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([NOW_MS, NOW_MS + 10**9])
+    monkeypatch.setattr(core.schema, "_wall_clock_ms", lambda: next(readings))
+    events = [minimal(id="e-0"), minimal(id="e-1", timestamp=NOW_MS + 60_001)]
+    with pytest.raises(InvalidEvent) as caught:
+        validate_events(events)
+    assert caught.value.index == 1
+    assert caught.value.errors[0].rule == "timestamp_future"
