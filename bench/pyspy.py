@@ -45,8 +45,14 @@ def py_spy_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
+IDLE_LEAVES = ("_worker (concurrent/futures/thread.py",)
+
+
 def classify(stack: str) -> str:
     frames = stack.split(";")
+    if any(frames[-1].startswith(leaf) for leaf in IDLE_LEAVES):
+        # py-spy counts a pool thread blocked on its work queue as active
+        return "idle: delivery threads waiting for work"
     for frame in reversed(frames):
         for name, needles in FRAME_BUCKETS:
             if any(n in frame for n in needles):
