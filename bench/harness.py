@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import redis
 import requests
 
+from core.settings import Settings
 from worker.localprocess import ChildProcess
 from worker.localredis import LocalRedis
 
@@ -44,7 +45,7 @@ class WorkerConfig:
 
     pool: str = "prefork"
     concurrency: int = 2
-    batch_size: int = 50  # the product default (EVENTFWD_BATCH_SIZE)
+    batch_size: int = Settings.batch_size  # the product default (EVENTFWD_BATCH_SIZE)
     env: tuple[tuple[str, str], ...] = ()
 
     @classmethod

@@ -182,8 +182,8 @@ class Settings:
     hash_pepper: str | None = field(default=None, repr=False)
     # 50 requests in flight per process: Moloco at 50 ms needs >= 50 in flight per 1,000
     # events/s (docs/performance.md); a SIGKILL may resend what was in flight.
-    batch_size: int = 50
-    delivery_threads: int = 50
+    batch_size: int = 100
+    delivery_threads: int = 100
     poison_threshold: int = 3
     dead_letter_retention_days: float = 30.0
     dead_letter_max_count: int = 1_000_000
