@@ -45,7 +45,8 @@ class WorkerConfig:
 
     pool: str = "prefork"
     concurrency: int = 2
-    batch_size: int = Settings.batch_size  # the product default (EVENTFWD_BATCH_SIZE)
+    # the product default (EVENTFWD_BATCH_SIZE)
+    batch_size: int = field(default_factory=lambda: Settings().batch_size)
     env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
