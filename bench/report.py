@@ -126,7 +126,42 @@ def markdown(payload: dict[str, Any], figures: list[Figure]) -> str:
     ]
     lines += _profile_section(payload["details"].get("profile"))
     lines += _delivery_cpu_section(payload["details"].get("delivery"))
+    lines += _memory_section(payload["details"].get("outage"))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _memory_section(outage: dict[str, Any] | None) -> list[str]:
+    """Where a parked event's bytes are, from the outage scenario's runs (medians)."""
+    runs = [r for r in (outage or {}).get("parked", []) if "memory_layout" in r]
+    if not runs:
+        return []
+
+    def med(pick: Any) -> float:
+        return median([float(pick(r)) for r in runs])
+
+    total = med(lambda r: r["redis_bytes_per_event"])
+    envelope = med(lambda r: r["memory_layout"]["envelope_hash_bytes_mean"])
+    schedule = med(lambda r: r["memory_layout"]["schedule_zset_bytes_per_event"])
+    body = med(lambda r: r["body_bytes_mean"])
+    encoding = runs[0]["memory_layout"]["envelope_encoding"]
+    rows = [
+        [f"envelope hash ({encoding}: body and fields, key, keyspace entry)", fmt(envelope)],
+        ["its share of the platform's schedule (sorted set entry)", fmt(schedule)],
+        [
+            "the rest (hash tables of the keyspace, allocator rounding)",
+            fmt(total - envelope - schedule),
+        ],
+        ["total (Redis used_memory growth per event)", fmt(total)],
+        ["the event's JSON body, for comparison", fmt(body)],
+    ]
+    return [
+        "## Redis memory per parked event (bytes, median of the runs)",
+        "",
+        "`MEMORY USAGE` of sampled envelopes and of the schedule, against `used_memory` growth.",
+        "",
+        *_table(["where", "bytes"], rows),
+        "",
+    ]
 
 
 def _checks_line(checks: list[dict[str, Any]]) -> str:

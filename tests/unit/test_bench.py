@@ -12,6 +12,7 @@ import bench
 from bench.harness import WorkerConfig
 from bench.measure import Figure, Target, percentile
 from bench.pyspy import classify, summarize
+from bench.report import _memory_section
 from core.settings import Settings
 
 
@@ -86,3 +87,20 @@ def test_py_spy_samples_are_shared_by_bucket_and_process() -> None:
         "Celery/kombu: fetch and dispatch messages": 0.25,
     }
     assert summary["share_by_process"] == {"pool child": 0.75, "main": 0.25}
+
+
+def test_the_memory_section_splits_a_parked_events_bytes() -> None:
+    run = {
+        "redis_bytes_per_event": 800.0,
+        "body_bytes_mean": 370.0,
+        "memory_layout": {
+            "envelope_hash_bytes_mean": 584.0,
+            "schedule_zset_bytes_per_event": 136.0,
+            "envelope_encoding": "listpack",
+        },
+    }
+    text = "\n".join(_memory_section({"parked": [run, {**run, "redis_bytes_per_event": 820.0}]}))
+    assert "| envelope hash (listpack: body and fields, key, keyspace entry) | 584 |" in text
+    assert "| the rest (hash tables of the keyspace, allocator rounding) | 90.0 |" in text
+    assert "| total (Redis used_memory growth per event) | 810 |" in text
+    assert _memory_section({"parked": []}) == []
