@@ -26,7 +26,6 @@ from worker.http_client import HttpClient, Response
 
 pytestmark = pytest.mark.integration
 PLATFORM = "acme"
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 class SpyLedger(Ledger):
@@ -72,13 +71,6 @@ class SpyHttp(HttpClient):
         with self._lock:
             self.posts.append((url, started, time.monotonic(), response))
         return response
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
 
 
 @pytest.fixture

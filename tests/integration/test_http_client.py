@@ -23,14 +23,6 @@ from worker.http_client import MESSAGE_MAX_CHARS, HttpClient, moloco_message
 pytestmark = pytest.mark.integration
 PLATFORM = "acme"
 PATH = f"/rmp/event/v1/platforms/{PLATFORM}/userevents"
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
 
 
 @pytest.fixture
