@@ -37,7 +37,7 @@ _state: _ProcessState | None = None
 
 
 def process_state(settings: Settings) -> _ProcessState:
-    """This process's ledger and HTTP session, made anew after a fork."""
+    """This process's ledger and HTTP client, made anew after a fork."""
     global _state
     if _state is None or _state.pid != os.getpid():
         client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
