@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import redis
 import requests
 
 from core.settings import Settings
+from worker import localprocess
 from worker.localprocess import ChildProcess
 from worker.localredis import LocalRedis
 
@@ -151,14 +151,7 @@ def base_env(**overrides: str) -> dict[str, str]:
 
 def wait_for(predicate: Callable[[], _T], timeout_s: float, what: str, step_s: float = 0.05) -> _T:
     """Poll `predicate` until it is truthy; `BenchError` naming `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(step_s)
+    return localprocess.wait_for(predicate, timeout_s, what, step_s=step_s, error=BenchError)
 
 
 # -- the pieces ------------------------------------------------------------------------------

@@ -9,7 +9,32 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+
+def wait_for(
+    predicate: Callable[[], _T],
+    timeout_s: float,
+    what: str,
+    *,
+    step_s: float = 0.05,
+    error: type[Exception] = TimeoutError,
+) -> _T:
+    """Poll `predicate` until it is truthy and return that; raise `error` naming `what` after
+    `timeout_s` (tests raise AssertionError, the bench its own error)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise error(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(step_s)
 
 
 class ChildProcess:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
+from worker import localprocess
 from worker.localprocess import ChildProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,11 +61,6 @@ def beat(env: dict[str, str], tmp: Path) -> Proc:
 
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Poll `predicate` until it returns something truthy; fail with `what` after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+    return localprocess.wait_for(
+        predicate, timeout_s, what, step_s=interval_s, error=AssertionError
+    )
