@@ -84,11 +84,11 @@ class Deliverer:
                 log.debug("event_id=%s not claimed: %s", event_id, claim.status)
                 outcomes[index] = claim.status
                 continue
-            refused = self._refuse(event_id, token, claim)
+            platform = self.settings.platform(claim.platform_id)
+            refused = self._refuse(event_id, token, claim, platform)
             if refused:
                 outcomes[index] = refused
             else:
-                platform = self.settings.platform(claim.platform_id)
                 assert platform.api_key  # _refuse settled an event with none
                 sends.append(_Send(index, event_id, claim, platform, platform.api_key))
         for answered in self._post_all(sends):
@@ -129,7 +129,9 @@ class Deliverer:
                 outcomes[send.index] = "delivered"
         return outcomes
 
-    def _refuse(self, event_id: str, token: str, claim: Claim) -> str | None:
+    def _refuse(
+        self, event_id: str, token: str, claim: Claim, platform: PlatformConfig
+    ) -> str | None:
         """Settle a claimed event that must not be sent; None when it may be."""
         s = self.settings
         age_s = time.time() - claim.event_ms / 1000
@@ -155,7 +157,6 @@ class Deliverer:
                     message=message,
                 )
             return "expired"
-        platform = s.platform(claim.platform_id)
         if not platform.base_url or not platform.api_key:
             missing = "base URL" if not platform.base_url else "API key"
             message = f"no Moloco {missing} configured for platform {claim.platform_id}"
