@@ -350,3 +350,24 @@ def test_molocos_429_with_retry_after_throttles_the_platform_without_spending_an
     (again,) = enqueue(batch_settings, "busy", 1)
     assert deliverer.deliver(again) == "throttled"
     assert sink.stats()["by_status"] == {"200": 2, "429": 2}
+
+
+def test_a_platform_without_an_api_key_opens_its_circuit_and_keeps_every_event(
+    batch_settings: Settings, sink: Any, rclient: redis.Redis, cleanup: list[Any]
+) -> None:
+    ids = enqueue(batch_settings, PLATFORM, 3)
+    keyless = batch_settings.replace(moloco_api_key="")
+    deliverer, ledger = make_deliverer(keyless, cleanup)
+
+    outcomes = deliverer.deliver_many(ids)
+
+    # one claim, no send: the first refusal opens the circuit (reason config), all are parked
+    assert outcomes == ["parked"] * 3
+    assert ledger.claim_calls == [ids] and ledger.ack_calls == []
+    assert sink.stats()["requests"] == 0
+    circuit = rclient.hgetall(f"eventfwd:circuit:{PLATFORM}")
+    assert (circuit["state"], circuit["reason"]) == ("open", "config")
+    assert f"no Moloco API key configured for platform {PLATFORM}" in circuit["last_message"]
+    for event_id in ids:
+        env = rclient.hgetall(f"eventfwd:ev:{event_id}")
+        assert (env["state"], env["attempts"]) == ("scheduled", "0")
