@@ -18,8 +18,8 @@ from typing import Any
 import requests
 
 from bench.harness import API_KEY, PLATFORM, BenchError, base_env
-from core.schema import validate_event
-from worker.samples import sample_events
+from eventfwd.core.schema import validate_event
+from eventfwd.devkit.samples import sample_events
 
 START_DELAY_S = 1.5
 

@@ -21,7 +21,7 @@ from bench.events import events, wire_events
 from bench.harness import Sink, WorkerConfig, flush, start_redis
 from bench.measure import Figure, Target, median
 from bench.stack import BASELINE_CONFIG, BaselineStack, Drain, OurStack, drain
-from worker.localredis import LocalRedis
+from eventfwd.devkit.localredis import LocalRedis
 
 CALIBRATION_EVENTS = 300
 MIN_EVENTS, MAX_EVENTS = 300, 60_000

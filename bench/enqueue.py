@@ -20,8 +20,8 @@ from bench.context import RunContext
 from bench.events import events, wire_events
 from bench.harness import PLATFORM, UNLIMITED_RATE_PER_S, flush, redis_db_url, start_redis
 from bench.measure import Figure, Target, median, percentile
-from core.keys import Keys
-from core.settings import Settings
+from eventfwd.core.keys import Keys
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 
 WARMUP = 200

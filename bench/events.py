@@ -1,11 +1,11 @@
-"""Events to benchmark with: `worker.samples` (every event type, hashed identifiers, unique ids)."""
+"""Events to benchmark with: the dev kit's samples (every event type, hashed ids, unique ids)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.schema import validate_event
-from worker.samples import sample_events
+from eventfwd.core.schema import validate_event
+from eventfwd.devkit.samples import sample_events
 
 
 def events(count: int, seed: str) -> list[dict[str, Any]]:

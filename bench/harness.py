@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import redis
 import requests
 
-from core.settings import Settings
-from worker import localprocess
-from worker.localprocess import ChildProcess
-from worker.localredis import LocalRedis
+from eventfwd.core.settings import Settings
+from eventfwd.devkit import localprocess
+from eventfwd.devkit.localprocess import ChildProcess
+from eventfwd.devkit.localredis import LocalRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = "bench-platform"
@@ -170,10 +170,10 @@ def redis_db_url(server: LocalRedis, db: int) -> str:
 
 
 class Sink:
-    """`python -m worker.sink` in its own process (so it does not share our GIL)."""
+    """`python -m eventfwd.devkit.sink` in its own process (so it does not share our GIL)."""
 
     def __init__(self, work: Path, *, latency_ms: int = 0, name: str = "sink") -> None:
-        args = [sys.executable, "-m", "worker.sink", "--host", "127.0.0.1", "--port", "0"]
+        args = [sys.executable, "-m", "eventfwd.devkit.sink", "--host", "127.0.0.1", "--port", "0"]
         args += ["--api-key", API_KEY, "--quiet", "--latency-ms", str(latency_ms)]
         self.latency_ms = latency_ms
         self.proc = Proc(name, args, base_env(), work, work / f"{name}.log")

@@ -18,7 +18,7 @@ from bench.events import events, wire_events
 from bench.harness import PLATFORM, Sink, flush, start_redis, wait_for
 from bench.measure import Figure, Target, median, percentile
 from bench.stack import BaselineStack, OurStack
-from worker.localredis import LocalRedis
+from eventfwd.devkit.localredis import LocalRedis
 
 RATE_PER_S = 200
 P99_TARGET_MS = 250.0

@@ -28,7 +28,7 @@ from bench.events import events, mean_body_bytes
 from bench.harness import PLATFORM, BenchError, Sink, flush, rss_kb, start_redis, wait_for
 from bench.measure import Figure, Target, median
 from bench.stack import OurStack
-from worker.localredis import LocalRedis
+from eventfwd.devkit.localredis import LocalRedis
 
 SAMPLE_EVERY_S = 0.25
 RATE_WINDOW_S = 5.0

@@ -23,9 +23,9 @@ import redis
 from bench.context import RunContext
 from bench.events import events
 from bench.harness import PLATFORM, ROOT, Sink, eventfwd_env, flush, start_redis
-from core.connection import connect
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.core.connection import connect
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from worker.delivery import Deliverer
 from worker.http_client import HttpClient
@@ -35,7 +35,7 @@ TOP_FUNCTIONS = 15
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("socket wait/recv/send", ("method 'recv", "method 'sendall", "method 'send'", "poll'",
                                "select'", "method 'connect")),
-    ("validation (core.schema*, pydantic)", ("core/schema", "pydantic", "method 'validate_")),
+    ("validation (schema, pydantic)", ("core/schema", "pydantic", "method 'validate_")),
     # requests with trust_env: proxies and CA bundle looked up in os.environ on every request
     ("environment lookups (os.environ, urllib proxies)", ("urllib/request.py", "<frozen os>",
                                                           "<frozen _collections_abc>")),

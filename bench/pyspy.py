@@ -20,7 +20,7 @@ from bench.context import RunContext
 from bench.events import events
 from bench.harness import Sink, flush, wait_for
 from bench.stack import OurStack
-from worker.localredis import LocalRedis
+from eventfwd.devkit.localredis import LocalRedis
 
 SAMPLE_RATE_HZ = 100
 # (bucket, substrings of a frame); checked from the leaf up, so the innermost match wins.

@@ -31,10 +31,10 @@ from bench.harness import (
     redis_db_url,
     wait_for,
 )
-from core.keys import Keys
-from core.settings import Settings
+from eventfwd.core.keys import Keys
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.localredis import LocalRedis
 from producers import EventProducer
-from worker.localredis import LocalRedis
 
 POLL_S = 0.05
 BASELINE_DB = 1

@@ -21,10 +21,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.dev import managed_process  # noqa: E402
-from worker.localredis import LocalRedis, free_port  # noqa: E402
-from worker.samples import sample_events  # noqa: E402
-from worker.sink.server import SinkServer  # noqa: E402
+from eventfwd.devkit.dev import managed_process  # noqa: E402
+from eventfwd.devkit.localredis import LocalRedis, free_port  # noqa: E402
+from eventfwd.devkit.samples import sample_events  # noqa: E402
+from eventfwd.devkit.sink.server import SinkServer  # noqa: E402
 
 API_KEY = "dev-key"
 PLATFORM = "demo"

@@ -7,7 +7,7 @@ This side never imports the worker: it writes the ledger and publishes by task n
 framework integrations are `producers.flask`, `producers.django` and `producers.fastapi`.
 """
 
-from core.errors import EnqueueError, InvalidEvent
+from eventfwd.core.errors import EnqueueError, InvalidEvent
 from producers.aio import AsyncEventProducer
 from producers.hashing import hash_identifier
 from producers.producer import EventProducer

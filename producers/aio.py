@@ -1,6 +1,6 @@
 """`AsyncEventProducer`: `EventProducer` for asyncio (redis.asyncio), with the same semantics.
 
-It runs the same `enqueue.lua` with the same ARGV (`core.ledger.enqueue_argv`), so an event
+It runs the same `enqueue.lua` with the same ARGV (`eventfwd.core.ledger.enqueue_argv`), so an event
 enqueued from either producer is the same ledger entry. Make one per event loop (in an ASGI
 app: in the lifespan, see `producers.fastapi`) and `await aclose()` it at the end. Spool writes
 run in a thread (they fsync); the spool drainer is a thread with its own synchronous client.
@@ -19,11 +19,11 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from core.connection import connect, redact_url, redis_py_url, sentinel_config
-from core.errors import ConfigError
-from core.ledger import Ledger, check_enqueue, enqueue_argv, script_source
-from core.schema import ValidEvent
-from core.settings import Settings
+from eventfwd.core.connection import connect, redact_url, redis_py_url, sentinel_config
+from eventfwd.core.errors import ConfigError
+from eventfwd.core.ledger import Ledger, check_enqueue, enqueue_argv, script_source
+from eventfwd.core.schema import ValidEvent
+from eventfwd.core.settings import Settings
 from producers.base import ProducerBase, resolve_settings
 from producers.failover import (
     CONNECT_TIMEOUT_S,
@@ -45,7 +45,7 @@ ATTEMPT_LIMIT_S = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
 
 
 def connect_async(url: str, *, pool_timeout_s: float, **options: Any) -> aredis.Redis:
-    """An asyncio Redis client for `url` (the URL forms `core.connection.connect` takes)."""
+    """An asyncio Redis client for `url` (the URL forms `connect()` takes)."""
     if url.startswith("sentinel://"):
         cfg = sentinel_config(url)
         # the asyncio Sentinel needs its own Retry type; no retries, the next sentinel is one

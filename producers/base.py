@@ -7,10 +7,10 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from core.connection import redact_url
-from core.ledger import Ledger
-from core.schema import ValidEvent, validate_event, validate_events, validate_platform_id
-from core.settings import Settings
+from eventfwd.core.connection import redact_url
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.schema import ValidEvent, validate_event, validate_events, validate_platform_id
+from eventfwd.core.settings import Settings
 from producers.drain import SpoolDrainer
 from producers.failover import OutageCircuit
 from producers.hashing import hash_identifier, hash_identifiers

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.settings import PREFIX, Settings, read_dotenv
+from eventfwd.core.settings import PREFIX, Settings, read_dotenv
 
 
 def _as_text(value: Any) -> str:

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.ledger import ACCEPTED, ALREADY_DELIVERED, DUPLICATE, Ledger
+from eventfwd.core.ledger import ACCEPTED, ALREADY_DELIVERED, DUPLICATE, Ledger
 from producers.failover import OUTAGE_HOLD_S, OutageCircuit, is_unavailable
 from producers.spool import Spool, SpoolCorrupt
 

@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from core.errors import EnqueueError
+from eventfwd.core.errors import EnqueueError
 
 # Redis unreachable: give up after about a second in total, never hang a web request.
 ENQUEUE_BUDGET_S = 1.0

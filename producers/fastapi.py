@@ -26,8 +26,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.errors import EnqueueError, InvalidEvent
-from core.settings import Settings
+from eventfwd.core.errors import EnqueueError, InvalidEvent
+from eventfwd.core.settings import Settings
 from producers.aio import AsyncEventProducer
 from producers.request_device import device_from, with_device
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, has_request_context, jsonify, request
 
-from core.errors import EnqueueError, InvalidEvent
+from eventfwd.core.errors import EnqueueError, InvalidEvent
 from producers.config import settings_from
 from producers.producer import EventProducer
 from producers.request_device import device_from, with_device

@@ -14,7 +14,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from core.schema import ValidEvent
+from eventfwd.core.schema import ValidEvent
 
 # (object path, field): the identifiers Moloco builds its advertising id from.
 HASHED_FIELDS: tuple[tuple[str, ...], ...] = (

@@ -13,10 +13,10 @@ from typing import Any
 
 import redis
 
-from core.connection import connect, redact_url
-from core.ledger import Ledger
-from core.schema import ValidEvent
-from core.settings import Settings
+from eventfwd.core.connection import connect, redact_url
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.schema import ValidEvent
+from eventfwd.core.settings import Settings
 from producers.base import ProducerBase, resolve_settings
 from producers.failover import (
     CONNECT_TIMEOUT_S,

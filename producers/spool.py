@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, EnqueueError
+from eventfwd.core.errors import ConfigError, EnqueueError
 
 FORMAT_VERSION = 1
 STALE_CLAIM_S = 120.0

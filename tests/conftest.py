@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from core.settings import Settings
+from eventfwd.core.settings import Settings
 from tests.support import stack
 from tests.support.redis_server import RedisServer
 
@@ -67,7 +67,7 @@ def settings(redis_url: str) -> Settings:
 
 @pytest.fixture
 def sink() -> Iterator[Any]:
-    from worker.sink.server import SinkServer
+    from eventfwd.devkit.sink.server import SinkServer
 
     server = SinkServer(api_key="test-key", events_kept=100_000)
     server.start()

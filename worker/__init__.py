@@ -1,6 +1,6 @@
 """The delivery side: Celery worker and beat (`celery -A worker worker|beat`) and the CLI.
 
-`app` is built on first use, so `import worker.cli` works (and reports bad settings as one
+`app` is built on first use, so `import eventfwd.cli.main` works (and reports bad settings as one
 line) without constructing Celery.
 """
 

@@ -14,10 +14,10 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
-from core import tasks
-from core.connection import broker_settings
-from core.errors import ConfigError
-from core.settings import Settings
+from eventfwd.core import task_names as tasks
+from eventfwd.core.connection import broker_settings
+from eventfwd.core.errors import ConfigError
+from eventfwd.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from core.ledger import Claim, Ledger
-from core.settings import PlatformConfig, Settings
+from eventfwd.core.ledger import Claim, Ledger
+from eventfwd.core.settings import PlatformConfig, Settings
 from worker.backoff import retry_delay_s
 from worker.classify import Outcome, circuit_reason, classify
 from worker.http_client import HttpClient, Response

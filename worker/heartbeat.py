@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from core.keys import Keys
+from eventfwd.core.keys import Keys
 
 TTL_S = 86_400
 

@@ -27,7 +27,7 @@ import sentry_sdk
 from celery.schedules import schedule as interval_schedule
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
-from core.settings import Settings, read_dotenv
+from eventfwd.core.settings import Settings, read_dotenv
 
 log = logging.getLogger(__name__)
 

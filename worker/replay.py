@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.ledger import Ledger
+from eventfwd.core.ledger import Ledger
 
 # Dead letters of a passing kind: beat replays them while the circuit is closed. Refusals of
 # the payload ("rejected"), "expired" and "poison" wait for a person.

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from core.keys import Keys
-from core.ledger import Ledger
-from core.records import Records
-from core.settings import Settings
-from worker.export import write_envelopes
+from eventfwd.core.export import write_envelopes
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.records import Records
+from eventfwd.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

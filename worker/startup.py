@@ -8,8 +8,8 @@ from typing import Any
 import redis
 from celery import signals
 
-from core.connection import connect
-from core.settings import Settings
+from eventfwd.core.connection import connect
+from eventfwd.core.settings import Settings
 from worker.observability import init_sentry
 from worker.persistence import persistence_problems
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from core import tasks as names
-from core.connection import connect
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.core import task_names as names
+from eventfwd.core.connection import connect
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
 from worker import observability, replay
 from worker.delivery import Deliverer
 from worker.heartbeat import record_beat_tick

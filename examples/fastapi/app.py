@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from core.settings import Settings
+from eventfwd.core.settings import Settings
 from producers.fastapi import (
     Producer,
     RequestDevice,

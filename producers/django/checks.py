@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
 
-from core.errors import ConfigError
+from eventfwd.core.errors import ConfigError
 
 TAG = "eventfwd"
 

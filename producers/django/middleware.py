@@ -10,7 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from core.errors import EnqueueError, InvalidEvent
+from eventfwd.core.errors import EnqueueError, InvalidEvent
 
 
 def invalid_event_response(exc: InvalidEvent) -> JsonResponse:

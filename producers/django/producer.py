@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.http import HttpRequest
 
-from core.settings import PREFIX, Settings
+from eventfwd.core.settings import PREFIX, Settings
 from producers.config import settings_from
 from producers.producer import EventProducer
 from producers.request_device import device_from, with_device

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import redis
 
+from eventfwd.devkit.samples import sample_events
 from producers import EventProducer
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 

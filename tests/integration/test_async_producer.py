@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import redis
 
-from core.errors import EnqueueError, InvalidEvent
-from core.settings import Settings
+from eventfwd.core.errors import EnqueueError, InvalidEvent
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.samples import sample_events
 from producers import AsyncEventProducer, EventProducer
 from tests.conftest import example_events
 from tests.support.queue import queued_ids
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from core import tasks
+from eventfwd.core import task_names as tasks
 from tests.integration.test_cli import make_dead
 from tests.support.stack import wait_for
 from worker.app import celery_config, create_app

@@ -14,13 +14,13 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from core.keys import Keys
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.cli.main import cli
+from eventfwd.core.export import Importer, ImportRow, parse_record
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
-from worker.cli import cli
-from worker.export import Importer, ImportRow, parse_record
 
 pytestmark = pytest.mark.integration
 
@@ -246,7 +246,7 @@ def test_bad_settings_stop_the_cli_naming_the_variable() -> None:
 def test_eventfwd_dev_delivers_the_sample_and_shows_the_dead_letters(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
-            sys.executable, "-c", "from worker.cli import main; main()",
+            sys.executable, "-c", "from eventfwd.cli.main import main; main()",
             "dev", "--exit", "--events", "16", "--dir", str(tmp_path / "dev"),
         ],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import redis
 
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.cli import bulk
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
 from tests.integration.test_cli import dead_record, import_dead, run
 from tests.support.stack import ROOT, wait_for
-from worker import bulk
 from worker.retention import enforce_retention
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ def test_ctrl_c_during_a_real_replay_process_stops_between_pages(
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFWD_")}
     env["EVENTFWD_REDIS_URL"] = redis_url
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from worker.cli import main; main()",
+        [sys.executable, "-c", "from eventfwd.cli.main import main; main()",
          "dead", "replay", "--all", "--rate", "100"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

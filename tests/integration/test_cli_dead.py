@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from core.settings import Settings
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import dead_record, import_dead, make_dead, run

@@ -12,9 +12,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from eventfwd.cli.main import cli
 from tests.conftest import example_events
 from tests.integration.test_cli import run
-from worker.cli import cli
 
 pytestmark = pytest.mark.integration
 

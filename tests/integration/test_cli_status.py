@@ -12,14 +12,14 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from core.keys import Keys
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.cli.main import cli
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import run
 from tests.support.stack import wait_for
-from worker.cli import cli
 from worker.heartbeat import record_beat_tick
 
 pytestmark = pytest.mark.integration

@@ -83,7 +83,7 @@ def test_exhausted_retries_dead_letter_then_an_operator_replay_delivers(
 ) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from worker.cli import cli
+    from eventfwd.cli.main import cli
 
     sink.add_fault({"fault": 500, "count": 3})
     stack = make_stack()
@@ -159,7 +159,7 @@ def test_a_timeout_and_a_connection_reset_are_retried(make_stack, sink) -> None:
 def test_a_wrong_api_key_opens_the_circuit_and_keeps_every_event(make_stack, sink, rclient) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from worker.cli import cli
+    from eventfwd.cli.main import cli
 
     bad = {"EVENTFWD_MOLOCO_API_KEY": "rotated-away"}
     stack = make_stack()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from core.ledger import Claim, Ledger
-from core.settings import Settings
+from eventfwd.core.ledger import Claim, Ledger
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.support.stack import base_env

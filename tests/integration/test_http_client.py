@@ -15,7 +15,7 @@ from typing import Any
 import certifi
 import pytest
 
-from core.schema import validate_event
+from eventfwd.core.schema import validate_event
 from tests.conftest import example_events
 from tests.support.tls import Certs, make_certs
 from worker.http_client import MESSAGE_MAX_CHARS, HttpClient, moloco_message

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from core.ledger import ACCEPTED, ALREADY_DELIVERED, DUPLICATE, Ledger
-from core.settings import PlatformOverride, Settings
+from eventfwd.core.ledger import ACCEPTED, ALREADY_DELIVERED, DUPLICATE, Ledger
+from eventfwd.core.settings import PlatformOverride, Settings
 
 pytestmark = pytest.mark.integration
 

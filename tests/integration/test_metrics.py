@@ -16,16 +16,16 @@ import redis
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.keys import Keys
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.cli.metrics import registry_for
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import dead_record, import_dead, make_dead
 from tests.support.redis_server import free_port
 from tests.support.stack import ROOT, wait_for
 from worker.heartbeat import record_beat_tick
-from worker.metrics import registry_for
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def test_eventfwd_metrics_command_serves_until_stopped(
     env["EVENTFWD_REDIS_URL"] = redis_url
     log = (tmp_path / "metrics.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from worker.cli import main; main()",
+        [sys.executable, "-c", "from eventfwd.cli.main import main; main()",
          "metrics", "--port", str(port), "--host", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis
 
-from core.errors import EnqueueError, InvalidEvent
-from core.settings import Settings
+from eventfwd.core.errors import EnqueueError, InvalidEvent
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.support.queue import queued_ids

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import redis
 
-from core.settings import Settings
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.samples import sample_events
 from producers import EventProducer
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_a_producer_killed_right_after_enqueue_returned_loses_nothing(make_stack
     script = (
         "import os, signal, sys\n"
         "from producers import EventProducer\n"
-        "from worker.samples import sample_events\n"
+        "from eventfwd.devkit.samples import sample_events\n"
         "ids = EventProducer().enqueue_many('acme', sample_events(20, seed='dying'))\n"
         "print(' '.join(ids), flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -25,7 +25,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from core.settings import Settings
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import Stack, example_events
 from tests.support.stack import Proc, wait_for

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from worker.sink import SinkServer
-from worker.sink.faults import FaultSpecError, parse_fault_spec
+from eventfwd.devkit.sink import SinkServer
+from eventfwd.devkit.sink.faults import FaultSpecError, parse_fault_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "tests" / "fixtures" / "moloco_examples.jsonl"
@@ -670,7 +670,7 @@ def test_a_fault_spec_that_makes_no_sense_is_refused(text: str) -> None:
 def test_the_sink_command_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     record = tmp_path / "record.jsonl"
     env = {**os.environ, "EVENTFWD_MOLOCO_API_KEY": "s3cret-key", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "worker.sink", "--port", "0", "--quiet"]
+    command = [sys.executable, "-m", "eventfwd.devkit.sink", "--port", "0", "--quiet"]
     command += ["--record", str(record), "--fault", "503:count=1"]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -708,7 +708,7 @@ def test_the_sink_command_serves_until_sigterm_and_exits_cleanly(tmp_path: Path)
 def test_the_sink_command_refuses_a_fault_it_cannot_read() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "worker.sink", "--port", "0", "--fault", "explode:count=1"],
+        [sys.executable, "-m", "eventfwd.devkit.sink", "--port", "0", "--fault", "explode:count=1"],
         cwd=ROOT,
         env=env,
         capture_output=True,

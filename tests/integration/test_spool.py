@@ -13,10 +13,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from core.errors import EnqueueError
-from core.ledger import Ledger
-from core.schema import validate_event
-from core.settings import Settings
+from eventfwd.cli.main import cli
+from eventfwd.core.errors import EnqueueError
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.schema import validate_event
+from eventfwd.core.settings import Settings
 from producers import EventProducer
 from producers import spool as spool_module
 from producers.drain import drain_spool
@@ -25,7 +26,6 @@ from tests.conftest import example_events
 from tests.support.queue import queued_ids
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
-from worker.cli import cli
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import redis
 
-from core.ledger import Ledger
-from core.settings import Settings
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.samples import sample_events
 from producers import EventProducer
 from producers.drain import drain_spool
 from producers.spool import Spool
@@ -22,7 +23,6 @@ from tests.conftest import example_events
 from tests.support.queue import queued_ids
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = pytest.mark.integration
 FORK = multiprocessing.get_context("fork")

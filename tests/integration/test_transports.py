@@ -17,15 +17,15 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from core.connection import connect
-from core.settings import Settings
+from eventfwd.core.connection import connect
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.localredis import free_port
 from producers import EventProducer
 from tests.conftest import Stack, example_events
 from tests.support.sentinel import RedisProcess, durable_args, start_sentinel
 from tests.support.stack import wait_for
 from tests.support.tls import Certs, make_certs, tls_args
 from worker.app import create_app
-from worker.localredis import free_port
 
 pytestmark = pytest.mark.integration
 PLATFORM = "acme"

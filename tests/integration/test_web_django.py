@@ -17,11 +17,11 @@ from django.conf import settings as django_settings
 from django.core.checks import run_checks
 from django.test import Client, override_settings
 
+from eventfwd.devkit.samples import sample_events
 from producers.django import get_producer, reset_producer
 from tests.conftest import example_events
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "django"

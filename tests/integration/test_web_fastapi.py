@@ -13,11 +13,11 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from core.settings import Settings
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.samples import sample_events
 from tests.conftest import example_events
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import pytest
 import redis
 from flask import Flask
 
+from eventfwd.devkit.samples import sample_events
 from tests.conftest import example_events
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
-from worker.samples import sample_events
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from worker.localredis import LocalRedis, free_port
+from eventfwd.devkit.localredis import LocalRedis, free_port
 
 __all__ = ["RedisServer", "free_port"]
 

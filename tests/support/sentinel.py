@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker.localredis import free_port
+from eventfwd.devkit.localredis import free_port
 
 
 def redis_binary() -> str:

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from worker import localprocess
-from worker.localprocess import ChildProcess
+from eventfwd.devkit import localprocess
+from eventfwd.devkit.localprocess import ChildProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from bench.harness import WorkerConfig
 from bench.measure import Figure, Target, percentile
 from bench.pyspy import classify, summarize
 from bench.report import _memory_section
-from core.settings import Settings
+from eventfwd.core.settings import Settings
 
 
 @pytest.mark.parametrize("name", [m.name for m in pkgutil.iter_modules(bench.__path__)])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.records import DeadFilter, DeadRow, status_matches
-from worker.cli_format import describe, iso, parse_when, span
+from eventfwd.cli.format import describe, iso, parse_when, span
+from eventfwd.core.records import DeadFilter, DeadRow, status_matches
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

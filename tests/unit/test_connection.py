@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from core.connection import (
+from eventfwd.core.connection import (
     BrokerSettings,
     broker_settings,
     connect,
@@ -21,8 +21,8 @@ from core.connection import (
     sentinel_config,
     sentinel_parts,
 )
-from core.errors import ConfigError
-from core.settings import Settings
+from eventfwd.core.errors import ConfigError
+from eventfwd.core.settings import Settings
 from worker.app import VISIBILITY_TIMEOUT_S, celery_config
 
 

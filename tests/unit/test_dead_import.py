@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
-from core.settings import Settings
-from worker.export import HISTORY_MAX_CHARS, ImportRow, parse_record
+from eventfwd.core.export import HISTORY_MAX_CHARS, ImportRow, parse_record
+from eventfwd.core.settings import Settings
 
 SETTINGS = Settings()
 NOW = 1_767_225_600_000

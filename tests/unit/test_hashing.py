@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from core.errors import ConfigError
-from core.schema import validate_event
-from core.settings import Settings
+from eventfwd.core.errors import ConfigError
+from eventfwd.core.schema import validate_event
+from eventfwd.core.settings import Settings
 from producers.hashing import hash_identifier, hash_identifiers
 
 ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from worker import jsonstream
-from worker.jsonstream import BadItem, read_items
+from eventfwd.cli import jsonstream
+from eventfwd.cli.jsonstream import BadItem, read_items
 
 
 @pytest.fixture(autouse=True)

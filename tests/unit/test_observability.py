@@ -16,7 +16,7 @@ from celery.schedules import schedule
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from core.settings import PlatformOverride, Settings
+from eventfwd.core.settings import PlatformOverride, Settings
 from worker import observability as obs
 from worker.observability import FILTERED, BeatMonitor, Scrubber
 

@@ -1,4 +1,4 @@
-"""Unit tests of core.schema: every rule of Moloco's User Event API, valid and invalid."""
+"""Unit tests of eventfwd.core.schema: every rule of Moloco's User Event API, valid and invalid."""
 
 from __future__ import annotations
 
@@ -17,18 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core
-import core.schema
-from core import schema_fast
-from core.errors import FieldError, InvalidEvent
-from core.schema import (
+import eventfwd.core
+from eventfwd.core.errors import FieldError, InvalidEvent
+from eventfwd.core.schema import (
     MAX_EVENT_BYTES,
     ValidEvent,
     validate_event,
     validate_events,
     validate_platform_id,
 )
-from core.schema_models import (
+from eventfwd.core.schema import fast as schema_fast
+from eventfwd.core.schema import validate as schema_validate
+from eventfwd.core.schema.models import (
     CHANNEL_TYPES,
     CURRENCIES,
     EVENT_TYPES,
@@ -37,11 +37,11 @@ from core.schema_models import (
     EventItem,
     Money,
 )
-from worker.samples import sample_events
+from eventfwd.devkit.samples import sample_events
 
 NOW_MS = 1_767_225_700_000
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "moloco_examples.jsonl"
-OPENAPI = Path(core.__file__).parent / "moloco" / "mcm-event-api.openapi.json"
+OPENAPI = Path(eventfwd.core.__file__).parent / "moloco" / "mcm-event-api.openapi.json"
 DROP = object()  # an override that removes the key
 ITEM_TYPES = ("ITEM_PAGE_VIEW", "ADD_TO_CART", "ADD_TO_WISHLIST", "PURCHASE")
 
@@ -1023,7 +1023,7 @@ def openapi_schemas() -> dict[str, Any]:
 
 
 def test_the_models_name_every_field_of_moloco_s_openapi() -> None:
-    from core.schema_models import Event, EventDevice, EventItem, Money
+    from eventfwd.core.schema.models import Event, EventDevice, EventItem, Money
 
     schemas = openapi_schemas()
     assert set(Event.model_fields) == set(schemas["v1Event"]["properties"])
@@ -1033,7 +1033,7 @@ def test_the_models_name_every_field_of_moloco_s_openapi() -> None:
 
 
 def test_the_enums_are_moloco_s_without_the_unknown_defaults() -> None:
-    from core.schema_models import PERSONALIZATION_MODES
+    from eventfwd.core.schema.models import PERSONALIZATION_MODES
 
     schemas = openapi_schemas()
     for name, ours in [
@@ -1209,7 +1209,7 @@ def test_any_json_input_is_either_accepted_or_refused_with_field_errors(event: A
 
 
 # --- the fast path ------------------------------------------------------------------------------
-# core.schema_fast takes events of the common shape in one pydantic-core pass; anything else goes
+# schema.fast takes events of the common shape in one pydantic-core pass; anything else goes
 # to the full check. It must never take an event the full check refuses, and must write the same
 # body as the full check for every event it takes.
 
@@ -1242,9 +1242,9 @@ def same_on_both_paths(event: Any, now_ms: int = NOW_MS) -> ValidEvent | None:
     """Run both paths; when the fast one takes the event, the full one must give the same."""
     if isinstance(event, dict) and "id" not in event:
         event = {**event, "id": "e-1"}  # a minted id would differ between the two runs
-    fast = core.schema._fast_path(event, now_ms)
+    fast = schema_validate._fast_path(event, now_ms)
     if fast is not None:
-        full = core.schema._full_check(event, False, now_ms)
+        full = schema_validate._full_check(event, False, now_ms)
         assert (fast.id, fast.body, fast.event_ms) == (full.id, full.body, full.event_ms)
     return fast
 
@@ -1407,7 +1407,7 @@ def test_the_first_invalid_event_of_a_batch_is_refused_with_its_index(bad_at: in
 
 def test_a_batch_reads_the_clock_once(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = iter([NOW_MS, NOW_MS + 10**9])
-    monkeypatch.setattr(core.schema, "_wall_clock_ms", lambda: next(readings))
+    monkeypatch.setattr(schema_validate, "_wall_clock_ms", lambda: next(readings))
     events = [minimal(id="e-0"), minimal(id="e-1", timestamp=NOW_MS + 60_001)]
     with pytest.raises(InvalidEvent) as caught:
         validate_events(events)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import ConfigError
-from core.settings import Settings
+from eventfwd.core.errors import ConfigError
+from eventfwd.core.settings import Settings
 
 
 def test_defaults_match_the_design() -> None:
@@ -94,7 +94,7 @@ def test_worker_refuses_to_start_without_moloco_url_or_key() -> None:
 def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
     from pathlib import Path
 
-    from core.settings import _FIELDS
+    from eventfwd.core.settings import _FIELDS
 
     root = Path(__file__).parents[2]
     readme = (root / "README.md").read_text()

@@ -1,0 +1,1 @@
+"""The operator's command line, `eventfwd` (commands registered in `eventfwd.cli.main`)."""

@@ -1,0 +1,220 @@
+"""A snapshot of the fleet, read from Redis: what `eventfwd stats`, `doctor` and the metrics show.
+
+The backlog's states and ages come from reading each scheduled entry (pipelined, a small hash
+read per event), up to `scan_limit` entries per platform taken in schedule order (due first);
+past that the numbers cover only the entries read and `scan_complete` is false. Totals (backlog,
+dead letters, counters) are always exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from eventfwd.core.keys import Keys
+from eventfwd.core.records import Records
+from eventfwd.core.settings import Settings
+from worker.heartbeat import BeatTick, read_beat
+from worker.retention import retention_key
+
+SCAN_LIMIT = 100_000
+MINUTES = 10
+_CHUNK = 1000
+
+
+@dataclass
+class PlatformStatus:
+    platform_id: str
+    backlog: int
+    due: int = 0  # scheduled, time has come: waiting for the pump (also parked events)
+    in_flight: int = 0  # claimed by a worker under a lease
+    queued: int = 0  # a Celery message is out for it
+    waiting: int = 0  # scheduled for later: backoff, rate slot, Retry-After
+    oldest_event_ms: int | None = None
+    scan_complete: bool = True
+    circuit: dict[str, Any] = field(default_factory=dict)
+    rate_per_s: float = 0.0  # the send rate in force now (a 429 lowers it)
+    rate_limit_per_s: float = 0.0  # the configured rate
+    paused_until_ms: int | None = None
+    counters: dict[str, int] = field(default_factory=dict)  # {p}:pstats:{platform}
+
+
+@dataclass
+class FleetStatus:
+    now_ms: int
+    max_event_age_s: float
+    platforms: list[PlatformStatus]
+    counters: dict[str, int]
+    minutes: list[dict[str, Any]]
+    dead: int
+    dead_groups: list[dict[str, Any]]
+    dead_scan_complete: bool
+    queues: dict[str, int]
+    beat: BeatTick | None
+    retention: dict[str, str]
+
+    @property
+    def backlog(self) -> int:
+        return sum(p.backlog for p in self.platforms)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(p, name)) for p in self.platforms)
+
+    def oldest_pending_age_s(self, platform: PlatformStatus | None = None) -> float | None:
+        olds = [p.oldest_event_ms for p in ([platform] if platform else self.platforms)]
+        known = [o for o in olds if o]
+        return max(0.0, (self.now_ms - min(known)) / 1000) if known else None
+
+    def dead_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for g in self.dead_groups:
+            out[g["reason"]] = out.get(g["reason"], 0) + g["count"]
+        return dict(sorted(out.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON of `eventfwd stats --json`."""
+        platforms = {}
+        for p in self.platforms:
+            d = asdict(p)
+            circuit = d.pop("circuit")
+            d.pop("platform_id")
+            d["oldest_pending_age_s"] = self.oldest_pending_age_s(p)
+            d["circuit"] = circuit.get("state", "closed")
+            d["circuit_reason"] = circuit.get("reason") if d["circuit"] == "open" else None
+            d["circuit_opened_at"] = _int_or_none(circuit.get("opened_ms"))
+            d["circuit_next_probe_at"] = _int_or_none(circuit.get("next_probe_ms"))
+            d["circuit_failures"] = int(circuit.get("failures", 0))
+            platforms[p.platform_id] = d
+        return {
+            "now": self.now_ms,
+            "backlog": self.backlog,
+            "due": self.total("due"),
+            "in_flight": self.total("in_flight"),
+            "queued": self.total("queued"),
+            "waiting": self.total("waiting"),
+            "oldest_pending_age_s": self.oldest_pending_age_s(),
+            "max_event_age_s": self.max_event_age_s,
+            "scan_complete": all(p.scan_complete for p in self.platforms),
+            "dead": self.dead,
+            "dead_by_reason": self.dead_by_reason(),
+            "dead_scan_complete": self.dead_scan_complete,
+            "dead_lettered_total": {
+                k[5:]: v for k, v in self.counters.items() if k.startswith("dead:")
+            },
+            "counters": {k: v for k, v in self.counters.items() if not k.startswith("dead:")},
+            "per_minute": self.minutes,
+            "queues": self.queues,
+            "beat_last_tick_at": self.beat.last_tick_ms if self.beat else None,
+            "platforms": platforms,
+        }
+
+
+def snapshot(
+    client: redis.Redis, settings: Settings, *, scan_limit: int = SCAN_LIMIT
+) -> FleetStatus:
+    """Read the whole picture; `scan_limit` bounds the per-entry reads (backlog, dead letters)."""
+    keys = Keys(settings.key_prefix)
+    records = Records(client, keys)
+    now_ms = records.now_ms()
+    platforms = [
+        _platform(client, keys, settings, pid, now_ms, scan_limit) for pid in records.platforms()
+    ]
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.stats)
+    minute = now_ms // 60_000
+    for m in range(minute - MINUTES + 1, minute + 1):
+        pipe.hgetall(keys.minute(m))
+    pipe.llen(settings.queue)
+    pipe.llen(f"{settings.queue}.control")
+    pipe.hgetall(retention_key(keys))
+    results = pipe.execute()
+    counters = _ints(results[0])
+    minutes = [
+        {"minute": m, "at": m * 60_000, **_ints(results[1 + i])}
+        for i, m in enumerate(range(minute - MINUTES + 1, minute + 1))
+    ]
+    queue_len, control_len, retention = results[-3], results[-2], results[-1]
+    summary = records.dead_summary(limit=scan_limit)
+    return FleetStatus(
+        now_ms=now_ms,
+        max_event_age_s=settings.max_event_age_s,
+        platforms=platforms,
+        counters=counters,
+        minutes=minutes,
+        dead=records.dead_count(),
+        dead_groups=summary.groups,
+        dead_scan_complete=summary.complete,
+        queues={settings.queue: int(queue_len), f"{settings.queue}.control": int(control_len)},
+        beat=read_beat(client, keys),
+        retention={_s(k): _s(v) for k, v in retention.items()},
+    )
+
+
+def _platform(
+    client: redis.Redis, keys: Keys, settings: Settings, pid: str, now_ms: int, scan_limit: int
+) -> PlatformStatus:
+    sched = keys.sched(pid)
+    pipe = client.pipeline(transaction=False)
+    pipe.zcard(sched)
+    pipe.zrange(sched, 0, scan_limit - 1, withscores=True)
+    pipe.hgetall(keys.circuit(pid))
+    pipe.hmget(keys.rate(pid), ["rate", "rate_ms", "paused_until_ms"])
+    pipe.hgetall(keys.platform_stats(pid))
+    backlog, entries, circuit, rate, counters = pipe.execute()
+    status = PlatformStatus(platform_id=pid, backlog=int(backlog), counters=_ints(counters))
+    status.scan_complete = len(entries) >= backlog
+    status.circuit = {_s(k): _s(v) for k, v in circuit.items()}
+    cfg = settings.platform(pid).rate_limit_per_s
+    status.rate_limit_per_s = cfg
+    status.rate_per_s = _rate_in_force(cfg, rate, now_ms)
+    paused = _int_or_none(_s(rate[2]) if rate[2] else None)
+    status.paused_until_ms = paused if paused and paused > now_ms else None
+    for start in range(0, len(entries), _CHUNK):
+        chunk = entries[start : start + _CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for member, _score in chunk:
+            pipe.hmget(keys.event(_s(member)), ["state", "event_ms"])
+        for (_member, score), (state, event_ms) in zip(chunk, pipe.execute(), strict=True):
+            _count(status, _s(state) if state else "", score, now_ms)
+            if event_ms:
+                ms = int(float(_s(event_ms)))
+                if status.oldest_event_ms is None or ms < status.oldest_event_ms:
+                    status.oldest_event_ms = ms
+    return status
+
+
+def _count(status: PlatformStatus, state: str, score: float, now_ms: int) -> None:
+    if state == "inflight":
+        status.in_flight += 1
+    elif state == "queued":
+        status.queued += 1
+    elif state == "scheduled":
+        if score <= now_ms:
+            status.due += 1
+        else:
+            status.waiting += 1
+
+
+def _rate_in_force(cfg: float, rate: list[Any], now_ms: int) -> float:
+    """The platform's send rate now: claim.lua's additive recovery towards `cfg`, applied."""
+    if not rate[0]:
+        return cfg
+    current = float(_s(rate[0]))
+    if current >= cfg:  # the workers may be configured with a higher rate than this process
+        return current
+    since_ms = float(_s(rate[1])) if rate[1] else float(now_ms)
+    return min(cfg, current + cfg / 60 * max(0.0, now_ms - since_ms) / 1000)
+
+
+def _ints(h: dict[Any, Any]) -> dict[str, int]:
+    return {_s(k): int(v) for k, v in sorted(h.items())}
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(float(value)) if value else None
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

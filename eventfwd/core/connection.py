@@ -1,0 +1,309 @@
+"""Redis clients for the ledger, and the Celery broker settings, from one URL.
+
+The forms (`EVENTFWD_REDIS_URL`):
+
+    redis://[[user]:password@]host[:port][/db]
+    rediss://[[user]:password@]host[:port][/db][?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem]
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]
+    sentinel://[[user]:password@]host:26379[;sentinel://host2:26379][/db][?master_name=mymaster]
+
+`rediss://` takes `ssl_cert_reqs` (`required`, the default, `optional` or `none`; the
+`CERT_REQUIRED` spelling works too), `ssl_ca_certs`, `ssl_ca_path`, `ssl_certfile`,
+`ssl_keyfile` and `ssl_check_hostname`. `sentinel://` takes `master_name` (default `mymaster`)
+and `sentinel_password` (for sentinels that need AUTH; the password in the URL is the
+master's). `db` may be given in the path or as `?db=` (query wins). Any other query option is a
+`ConfigError`: the same URL has to mean the same server and database to redis-py (the ledger)
+and to kombu (the broker), because the ledger's scripts push Celery messages straight into the
+broker's queue list. `broker_settings()` translates the URL for Celery.
+
+Redis Cluster is not supported: Celery's Redis broker does not support it, and the ledger keeps
+an event's keys and the queue on one server so that every transition is one atomic script.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from eventfwd.core.errors import ConfigError
+
+DEFAULT_SENTINEL_MASTER = "mymaster"
+DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_REDIS_PORT = 6379
+# How long the broker waits for one sentinel before asking the next.
+BROKER_SENTINEL_TIMEOUT_S = 5.0
+
+_CERT_REQS = {
+    "required": ssl.CERT_REQUIRED,
+    "optional": ssl.CERT_OPTIONAL,
+    "none": ssl.CERT_NONE,
+    "cert_required": ssl.CERT_REQUIRED,
+    "cert_optional": ssl.CERT_OPTIONAL,
+    "cert_none": ssl.CERT_NONE,
+}
+_CERT_REQS_NAME = {
+    ssl.CERT_REQUIRED: "required",
+    ssl.CERT_OPTIONAL: "optional",
+    ssl.CERT_NONE: "none",
+}
+_SSL_PATHS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+_SSL_OPTIONS = ("ssl_cert_reqs", "ssl_check_hostname", *_SSL_PATHS)
+_QUERY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "redis": ("db",),
+    "rediss": ("db", *_SSL_OPTIONS),
+    "unix": ("db",),
+    "sentinel": ("master_name", "sentinel_password"),
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced by `***`, fit for logs and error messages."""
+    url = re.sub(r"(://[^:@/;]*):[^@/;]*@", r"\1:***@", url)
+    return re.sub(r"([?&][a-z_]*password=)[^&;]*", r"\1***", url)
+
+
+def _bad(url: str, problem: str) -> ConfigError:
+    return ConfigError(f"EVENTFWD_REDIS_URL {redact_url(url)!r}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelConfig:
+    """A `sentinel://` URL taken apart: where the sentinels are and which master to ask for."""
+
+    hosts: list[tuple[str, int]]
+    db: int
+    master_name: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+    # user:password@ exactly as written in the URL (still percent-encoded), for the broker URL
+    userinfo: str = field(default="", repr=False)
+
+    def sentinel_kwargs(self, **timeouts: float | None) -> dict[str, Any]:
+        """Connection options for the sentinels themselves (not the master).
+
+        No retries: asking the next sentinel is the retry. redis-py's default (10 retries with
+        backoff) would make every new connection wait ~4 s per sentinel that is down.
+        """
+        kwargs: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
+        kwargs.update({k: v for k, v in timeouts.items() if v is not None})
+        if self.sentinel_password:
+            kwargs["password"] = self.sentinel_password
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """The Celery settings that point the broker at the same server and database as the ledger."""
+
+    url: str
+    transport_options: dict[str, Any]
+    use_ssl: dict[str, Any] | None = None
+
+
+def _query(url: str, scheme: str, query: str) -> dict[str, str]:
+    allowed = _QUERY_OPTIONS[scheme]
+    out: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in allowed:
+            if key.startswith("ssl_") and scheme != "rediss":
+                raise _bad(url, f"{key} needs a rediss:// URL")
+            raise _bad(
+                url,
+                f"{scheme}:// URLs take no {key!r} option (supported: {', '.join(allowed)})",
+            )
+        if key in out and out[key] != value:
+            raise _bad(url, f"{key} is given twice")
+        out[key] = value
+    return out
+
+
+def _db(url: str, raw: str) -> int:
+    raw = raw.strip("/")
+    if raw == "":
+        return 0
+    if not raw.isdigit():
+        raise _bad(url, f"the database must be a number, not {raw!r}")
+    return int(raw)
+
+
+def _port(url: str, part: Any, default: int) -> int:
+    try:
+        port = part.port
+    except ValueError:
+        raise _bad(url, "the port is not a number from 0 to 65535") from None
+    return int(port) if port else default
+
+
+def _ssl_options(url: str, query: dict[str, str]) -> dict[str, Any]:
+    """The TLS options of a `rediss://` URL, normalised; certificates are verified by default."""
+    raw = query.get("ssl_cert_reqs", "required")
+    try:
+        options: dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS[raw.lower()]}
+    except KeyError:
+        raise _bad(url, f"ssl_cert_reqs={raw!r} is not one of required, optional, none") from None
+    if "ssl_check_hostname" in query:
+        flag = query["ssl_check_hostname"].lower()
+        if flag not in _TRUE | _FALSE:
+            raise _bad(url, f"ssl_check_hostname={flag!r} is not true or false")
+        options["ssl_check_hostname"] = flag in _TRUE
+    for key in _SSL_PATHS:
+        if key in query:
+            if not query[key]:
+                raise _bad(url, f"{key} is empty")
+            options[key] = query[key]
+    return options
+
+
+def _userinfo(netloc: str) -> str:
+    return netloc.rpartition("@")[0] if "@" in netloc else ""
+
+
+def sentinel_config(url: str) -> SentinelConfig:
+    """Take a `sentinel://h1:26379;sentinel://h2:26379/db?master_name=m` URL apart.
+
+    The database, credentials and options may be written on any one part (or repeated
+    identically); the sentinels are every part's host and port.
+    """
+    hosts: list[tuple[str, int]] = []
+    db: int | None = None
+    userinfo = ""
+    query: dict[str, str] = {}
+    for raw in url.split(";"):
+        part = urlsplit(raw.strip())
+        if part.scheme != "sentinel" or not part.hostname:
+            raise _bad(url, f"part {redact_url(raw)!r} is not sentinel://host:port")
+        hosts.append((part.hostname, _port(url, part, DEFAULT_SENTINEL_PORT)))
+        if part.path.strip("/"):
+            part_db = _db(url, part.path)
+            if db is not None and db != part_db:
+                raise _bad(url, "the parts name different databases")
+            db = part_db
+        info = _userinfo(part.netloc)
+        if info:
+            if userinfo and userinfo != info:
+                raise _bad(url, "the parts carry different credentials")
+            userinfo = info
+        for key, value in _query(url, "sentinel", part.query).items():
+            if query.get(key, value) != value:
+                raise _bad(url, f"the parts give different values for {key}")
+            query[key] = value
+    user, _, password = userinfo.partition(":")
+    return SentinelConfig(
+        hosts=hosts,
+        db=db or 0,
+        master_name=query.get("master_name") or DEFAULT_SENTINEL_MASTER,
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        sentinel_password=query.get("sentinel_password") or None,
+        userinfo=userinfo,
+    )
+
+
+def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], int, str, str | None]:
+    """Split a `sentinel://` URL into (sentinel hosts, db, master name, password)."""
+    cfg = sentinel_config(url)
+    return cfg.hosts, cfg.db, cfg.master_name, cfg.password
+
+
+def redis_py_url(url: str) -> str:
+    """A `redis://`, `rediss://` or `unix://` URL checked and spelled the way redis-py reads it.
+
+    Use it for `redis.Redis.from_url` or `redis.asyncio` pools; `sentinel://` URLs go through
+    `sentinel_config()` instead.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise _bad(url, "is not a redis://, rediss://, unix:// or sentinel:// URL")
+    query = _query(url, scheme, parts.query)
+    out: dict[str, str] = {}
+    if scheme == "unix":
+        if parts.hostname or not parts.path.strip("/"):
+            raise _bad(url, "write a socket path as unix:///path/to/redis.sock")
+        path = parts.path
+    else:
+        if not parts.hostname:
+            raise _bad(url, "has no host")
+        _port(url, parts, DEFAULT_REDIS_PORT)
+        path = f"/{_db(url, parts.path)}"
+    if "db" in query:
+        out["db"] = str(_db(url, query["db"]))
+    if scheme == "rediss":
+        options = _ssl_options(url, query)
+        for key, value in options.items():
+            if key == "ssl_cert_reqs":
+                value = _CERT_REQS_NAME[value]
+            elif key == "ssl_check_hostname":
+                value = "true" if value else "false"
+            out[key] = value
+    suffix = f"?{urlencode(out)}" if out else ""
+    return f"{scheme}://{parts.netloc}{path}{suffix}"
+
+
+def connect(url: str, **options: Any) -> redis.Redis:
+    """Return a Redis client for `url`; `options` go to the connection (timeouts, retries)."""
+    if url.startswith("sentinel://"):
+        return _sentinel_master(sentinel_config(url), options)
+    try:
+        return redis.Redis.from_url(redis_py_url(url), **options)
+    except ValueError as exc:
+        raise _bad(url, f"is not a Redis URL: {exc}") from None
+
+
+def _sentinel_master(cfg: SentinelConfig, options: dict[str, Any]) -> redis.Redis:
+    sentinel_kwargs = cfg.sentinel_kwargs(
+        socket_timeout=options.get("socket_timeout"),
+        socket_connect_timeout=options.get("socket_connect_timeout"),
+    )
+    sentinel = Sentinel(cfg.hosts, sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(
+        cfg.master_name, db=cfg.db, username=cfg.username, password=cfg.password, **options
+    )
+
+
+def broker_settings(url: str) -> BrokerSettings:
+    """Celery's `broker_url`, `broker_transport_options` and `broker_use_ssl` for `url`.
+
+    kombu rejects query options it does not know, reads a database only from the first sentinel
+    part, reads TLS options either from the query (as constants) or from `broker_use_ssl`, and
+    falls back to *unverified* TLS when a `rediss://` URL has none; it reaches a unix socket as
+    `redis+socket://`. So the query is always taken off and said again the way kombu wants it.
+    """
+    if url.startswith("sentinel://"):
+        cfg = sentinel_config(url)
+        at = f"{cfg.userinfo}@" if cfg.userinfo else ""
+        broker_url = ";".join(
+            f"sentinel://{at}{_host(host)}:{port}/{cfg.db}" for host, port in cfg.hosts
+        )
+        transport = {
+            "master_name": cfg.master_name,
+            "sentinel_kwargs": cfg.sentinel_kwargs(
+                socket_timeout=BROKER_SENTINEL_TIMEOUT_S,
+                socket_connect_timeout=BROKER_SENTINEL_TIMEOUT_S,
+            ),
+        }
+        return BrokerSettings(broker_url, transport)
+    parts = urlsplit(redis_py_url(url))
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme == "unix":
+        db = query.get("db", "0")
+        return BrokerSettings(f"redis+socket://{parts.netloc}{parts.path}?virtual_host={db}", {})
+    db = query.get("db") or parts.path.strip("/") or "0"
+    broker_url = f"{parts.scheme}://{parts.netloc}/{db}"
+    use_ssl = _ssl_options(url, query) if parts.scheme == "rediss" else None
+    return BrokerSettings(broker_url, {}, use_ssl)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,194 @@
+"""`eventfwd dev`: the whole stack on one machine, with nothing to configure.
+
+Starts a private redis-server (AOF on, data under `--dir`), the fake Moloco sink, one worker and
+beat; enqueues a sample of every event type plus a few the sink refuses; shows progress and a
+summary with the commands to inspect the dead letters. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from eventfwd.core.connection import connect
+from eventfwd.core.errors import InvalidEvent
+from eventfwd.core.keys import Keys
+from eventfwd.core.records import Records
+from eventfwd.core.settings import Settings
+from eventfwd.devkit.localredis import LocalRedis
+from eventfwd.devkit.samples import invalid_samples, sample_events
+from producers import EventProducer
+
+API_KEY = "dev-key"
+PLATFORM = "demo"
+REFUSED_PLATFORM = "demo-refused"
+
+
+def _env(redis_url: str, sink_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFWD_")}
+    env.update(
+        {
+            "EVENTFWD_REDIS_URL": redis_url,
+            "EVENTFWD_MOLOCO_BASE_URL": sink_url,
+            "EVENTFWD_MOLOCO_API_KEY": API_KEY,
+            "EVENTFWD_RETRY_BASE_SECONDS": "1",
+            "EVENTFWD_PUMP_INTERVAL_SECONDS": "0.5",
+            "EVENTFWD_RATE_LIMIT_PER_SECOND": "200",
+        }
+    )
+    return env
+
+
+@contextlib.contextmanager
+def managed_process(
+    args: list[str], env: dict[str, str], log: Path, *, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process we started, stopped (SIGTERM, then SIGKILL) by its own pid."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _celery(what: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker", what, "--loglevel", "INFO", *extra]
+
+
+def _progress(records: Records, total: int, timeout_s: float, before: int) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    tty = sys.stdout.isatty()
+    while True:
+        snap = records.stats()
+        delivered = snap["counters"].get("delivered", 0) - before
+        line = (
+            f"delivered {delivered}/{total}  backlog {snap['backlog']}  "
+            f"retried {snap['counters'].get('retried', 0)}  dead {snap['dead']}"
+        )
+        click.echo(("\r" + line) if tty else line, nl=not tty)
+        if snap["backlog"] == 0 or time.monotonic() > deadline:
+            if tty:
+                click.echo()
+            return snap
+        time.sleep(0.5 if tty else 2)
+
+
+@click.command()
+@click.option(
+    "--dir", "data_dir", default=".eventfwd-dev", show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--events", "count", default=40, show_default=True, help="Valid sample events to send."
+)
+@click.option("--exit", "exit_when_done", is_flag=True, help="Stop everything after the summary.")
+@click.option(
+    "--timeout", "timeout_s", default=120.0, show_default=True, help="Seconds to wait for delivery."
+)
+def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> None:
+    """Run redis-server, the fake Moloco sink, a worker and beat locally, and send a sample."""
+    from eventfwd.devkit.sink.server import SinkServer
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        redis_server = LocalRedis(data_dir / "redis").start()
+    except FileNotFoundError as exc:
+        click.echo(f"eventfwd dev: {exc}", err=True)
+        sys.exit(1)
+    sink = SinkServer(api_key=API_KEY, record_path=str(data_dir / "sink-received.jsonl")).start()
+    env = _env(redis_server.url, sink.url)
+    click.echo(f"redis-server  {redis_server.url}  (AOF in {data_dir / 'redis'})")
+    click.echo(f"fake Moloco   {sink.url}  (accepted events: {data_dir / 'sink-received.jsonl'})")
+    # Show the failure paths too: a short outage of the sink, and a platform it always refuses.
+    sink.add_fault({"fault": 503, "count": 5, "platform": PLATFORM})
+    sink.add_fault({"fault": 400, "platform": REFUSED_PLATFORM, "message": "missing page_id"})
+    interrupted = False
+
+    def on_sigterm(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with (
+            managed_process(
+                _celery("worker", "--concurrency", "2", "--hostname", "dev@%h"),
+                env,
+                data_dir / "worker.log",
+            ),
+            managed_process(
+                _celery("beat", "--schedule", str(data_dir / "beat-schedule")),
+                env,
+                data_dir / "beat.log",
+            ),
+        ):
+            click.echo(f"worker + beat running (logs: {data_dir}/worker.log, beat.log)\n")
+            settings = Settings.from_mapping(env)
+            records = Records(connect(settings.redis_url), Keys(settings.key_prefix))
+            before = records.stats()["counters"].get("delivered", 0)
+            _send_samples(settings, count)
+            snap = _progress(records, count + 3, timeout_s, before)
+            _summary(records, snap, redis_server.url, before, running=not exit_when_done)
+            if not exit_when_done:
+                click.echo(
+                    "\nThe stack keeps running; Ctrl-C stops everything eventfwd dev started."
+                )
+                while True:
+                    time.sleep(3600)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        click.echo("\nstopping worker, beat, sink and redis-server ...")
+        sink.stop()
+        redis_server.stop()
+    if interrupted:
+        click.echo("stopped.")
+
+
+def _send_samples(settings: Settings, count: int) -> None:
+    producer = EventProducer(settings=settings)
+    ids = producer.enqueue_many(PLATFORM, sample_events(count))
+    click.echo(f"enqueued {len(ids)} events of all 8 types for platform '{PLATFORM}'")
+    producer.enqueue_many(REFUSED_PLATFORM, sample_events(3, seed="refused"))
+    click.echo(f"enqueued 3 events for platform '{REFUSED_PLATFORM}' (the sink refuses them: 400)")
+    for event in invalid_samples():
+        try:
+            producer.enqueue(PLATFORM, event)
+        except InvalidEvent as exc:
+            click.echo(f"refused before enqueue (nothing stored): {exc}")
+    producer.close()
+
+
+def _summary(
+    records: Records, snap: dict[str, Any], redis_url: str, before: int, *, running: bool
+) -> None:
+    click.echo(f"\ndelivered to the fake Moloco: {snap['counters'].get('delivered', 0) - before}")
+    click.echo(f"still pending: {snap['backlog']}")
+    dead = list(records.dead_letters())
+    click.echo(f"dead letters: {len(dead)}")
+    for env in dead:
+        click.echo(f"  {env.id}  {env.platform_id}  {env.reason}  HTTP {env.status}: {env.message}")
+    prefix = f"EVENTFWD_REDIS_URL={redis_url}"
+    click.echo("\ninspect them with:" if running else "\ninspect them (run without --exit) with:")
+    click.echo(f"  {prefix} eventfwd dead list")
+    if dead:
+        click.echo(f"  {prefix} eventfwd dead show {dead[0].id}")
+    click.echo(f"  {prefix} eventfwd stats")
+    click.echo(f"  {prefix} eventfwd dead replay --all")
