@@ -31,11 +31,16 @@ QUEUE_HIGH_WATER = 100
 PUMP_LIMIT_PER_PLATFORM = 5_000
 
 
+# Lua modules prepended to every script, in order: helpers, then the Celery message contract.
+SHARED_LUA = ("_lib.lua", "celery_message.lua")
+
+
 @cache
 def script_source(name: str) -> str:
-    """The full text of one ledger script (the shared `_lib.lua` prepended)."""
+    """The full text of one ledger script (the shared modules prepended, `_lib.lua` first)."""
     folder = resources.files("eventfwd.core") / "lua"
-    return (folder / "_lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+    parts = [*SHARED_LUA, f"{name}.lua"]
+    return "\n".join((folder / part).read_text() for part in parts)
 
 
 @dataclass(frozen=True, slots=True)

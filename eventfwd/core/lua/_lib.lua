@@ -17,46 +17,6 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Celery protocol-2 message (kombu Redis transport envelope, raw JSON body) for task `task`
--- with args [ids], pushed where kombu's own publish puts a priority-0 message: LPUSH, the tail
--- of the queue (kombu consumes with BRPOP). `head` = true pushes to the other end instead, so
--- that events already due (retries, recoveries, rate-paced releases) do not wait behind a
--- backlog of fresh messages.
-local function publish(p, queue, task, ids, head)
-  local tag = p .. '-' .. redis.call('INCR', key(p, 'seq'))
-  local task_id = ids[1]
-  if #ids > 1 then task_id = tag end
-  local body = '[' .. cjson.encode({ids}) .. ',{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
-  local msg = cjson.encode({
-    body = body,
-    ['content-encoding'] = 'utf-8',
-    ['content-type'] = 'application/json',
-    headers = {
-      lang = 'py', task = task, id = task_id, root_id = task_id, retries = 0,
-      argsrepr = '(' .. #ids .. ' event id(s))', kwargsrepr = '{}', origin = 'eventfwd-ledger',
-      ignore_result = true,
-    },
-    properties = {
-      correlation_id = task_id, reply_to = '', delivery_mode = 2, priority = 0,
-      delivery_info = {exchange = '', routing_key = queue}, delivery_tag = tag,
-    },
-  })
-  redis.call(head and 'RPUSH' or 'LPUSH', queue, msg)
-end
-
--- Publish `ids` in messages of at most `per_msg` ids each.
-local function publish_all(p, queue, task, ids, per_msg, head)
-  local chunk = {}
-  for _, id in ipairs(ids) do
-    chunk[#chunk + 1] = id
-    if #chunk >= per_msg then
-      publish(p, queue, task, chunk, head)
-      chunk = {}
-    end
-  end
-  if #chunk > 0 then publish(p, queue, task, chunk, head) end
-end
-
 -- Append one JSON history record to an envelope, keeping the newest ~8 KiB.
 local function add_history(ev, record)
   if record == nil or record == '' then return end

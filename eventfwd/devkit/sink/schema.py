@@ -39,7 +39,7 @@ class Node:
 
 def load_spec() -> dict[str, Any]:
     """Read the OpenAPI document shipped in `core`."""
-    text = (files("core") / "moloco" / "mcm-event-api.openapi.json").read_text("utf-8")
+    text = (files("eventfwd.core") / "moloco" / "mcm-event-api.openapi.json").read_text("utf-8")
     spec: dict[str, Any] = json.loads(text)
     return spec
 
