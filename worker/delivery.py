@@ -1,22 +1,21 @@
-"""Deliver events: claim them, POST each to Moloco, and record what happened (claim → act → ack).
+"""What happens to one claimed event: refused before sending, POSTed, and its answer recorded.
 
-A message's ids go in waves of at most `delivery_threads`: one ledger call claims the wave,
-its POSTs run side by side on the process's threads (the waits on Moloco overlap), and the
-deliveries are acked together as they complete, one ledger call per group. Claim and ack were
-two round trips per event before; now they are two per wave, whatever its size.
+The scheduler (`worker/engine.py`) decides which events a process sends and claims them; this
+module holds the rules for one event once claimed (expired, unconfigured platform, each class
+of Moloco's answer) and records them through the ledger: deliveries in one ack per group, any
+other outcome one call per event (the rare path: an outage opens the circuit after a handful).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eventfwd.core.ledger import Claim, Ledger
+from eventfwd.core.ledger import Claim, Delivery, Ledger
 from eventfwd.core.settings import PlatformConfig, Settings
+from eventfwd.core.vocabulary import Action, CircuitReason, DeadReason, RescheduleKind
 from worker.backoff import retry_delay_s
 from worker.classify import Outcome, circuit_reason, classify
 from worker.http_client import HttpClient, Response
@@ -29,118 +28,71 @@ DEFAULT_THROTTLE_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Send:
-    """A claimed event on its way: where it sits in the message, and where it goes."""
+class Send:
+    """A claimed event on its way, and where it goes."""
 
-    index: int
-    event_id: str
     claim: Claim
     platform: PlatformConfig
-    api_key: str
+
+    @property
+    def event_id(self) -> str:
+        return self.claim.event_id
 
 
 class Deliverer:
-    """Sends claimed events; one per worker process (its client keeps connections alive)."""
+    """The rules for one claimed event; one per worker process (its client keeps connections)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        ledger: Ledger,
-        http: HttpClient,
-        *,
-        threads: int = 1,
-        wave_size: int | None = None,
-    ) -> None:
-        """`wave_size`: ids per claim (default `threads`, so that no claimed event waits for a
-        thread while its lease runs; the bench sets it to profile a wave in one thread)."""
+    def __init__(self, settings: Settings, ledger: Ledger, http: HttpClient) -> None:
         self.settings = settings
         self.ledger = ledger
         self.http = http
-        self._wave = max(1, wave_size or threads)
-        self._threads = (
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="eventfwd-deliver")
-            if threads > 1
-            else None
-        )
 
-    def deliver(self, event_id: str) -> str:
-        """Try to deliver one event; return what happened (for logs and tests)."""
-        return self.deliver_many([event_id])[0]
+    def prepare(self, claim: Claim) -> Send | str:
+        """A `Send` for an event that may go now, else what became of it (settled here)."""
+        platform = self.settings.platform(claim.platform_id)
+        refused = self._refuse(claim, platform)
+        return refused if refused else Send(claim, platform)
 
-    def deliver_many(self, event_ids: Sequence[str]) -> list[str]:
-        """Try to deliver each event; return what happened to each, in order."""
-        outcomes: list[str] = []
-        for start in range(0, len(event_ids), self._wave):
-            outcomes += self._deliver_wave(event_ids[start : start + self._wave])
-        return outcomes
+    def post(self, send: Send) -> Response:
+        assert send.platform.api_key  # prepare() settled an event with none
+        return self.http.post(send.platform.endpoint, send.platform.api_key, send.claim.body)
 
-    def _deliver_wave(self, event_ids: Sequence[str]) -> list[str]:
-        token = uuid.uuid4().hex
-        claims = self.ledger.claim_many(event_ids, token)
-        outcomes: dict[int, str] = {}
-        sends: list[_Send] = []
-        for index, (event_id, claim) in enumerate(zip(event_ids, claims, strict=True)):
-            if claim.status != "ok":
-                log.debug("event_id=%s not claimed: %s", event_id, claim.status)
-                outcomes[index] = claim.status
-                continue
-            platform = self.settings.platform(claim.platform_id)
-            refused = self._refuse(event_id, token, claim, platform)
-            if refused:
-                outcomes[index] = refused
-            else:
-                assert platform.api_key  # _refuse settled an event with none
-                sends.append(_Send(index, event_id, claim, platform, platform.api_key))
-        for answered in self._post_all(sends):
-            outcomes.update(self._settle(token, answered))
-        return [outcomes[index] for index in range(len(event_ids))]
-
-    def _post(self, send: _Send) -> Response:
-        return self.http.post(send.platform.endpoint, send.api_key, send.claim.body)
-
-    def _post_all(self, sends: list[_Send]) -> Iterator[list[tuple[_Send, Response]]]:
-        """POST every send; yield the answers in groups, as they arrive."""
-        if self._threads is None or len(sends) < 2:
-            yield [(send, self._post(send)) for send in sends]
-            return
-        pending: dict[Future[Response], _Send] = {
-            self._threads.submit(self._post, send): send for send in sends
-        }
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            yield [(pending.pop(future), future.result()) for future in done]
-
-    def _settle(self, token: str, answered: list[tuple[_Send, Response]]) -> dict[int, str]:
+    def settle(self, answered: Sequence[tuple[Send, Response]]) -> dict[str, str]:
         """Record what Moloco answered: deliveries in one ack, anything else one by one."""
-        outcomes: dict[int, str] = {}
-        delivered: list[_Send] = []
+        outcomes: dict[str, str] = {}
+        delivered: list[tuple[Send, Response]] = []
         for send, response in answered:
             if classify(response.status) is Outcome.DELIVERED:
-                delivered.append(send)
+                delivered.append((send, response))
             else:
-                outcomes[send.index] = self._not_delivered(send, token, response)
+                outcomes[send.event_id] = self._not_delivered(send, response)
         if delivered:
-            _held, closed = self.ledger.ack_many([send.event_id for send in delivered], token)
+            deliveries = [
+                Delivery(s.event_id, s.claim.token, r.duration_ms, r.status or 0)
+                for s, r in delivered
+            ]
+            _held, closed = self.ledger.ack(deliveries)
             for platform_id in closed:
                 log.warning("platform=%s circuit closed: probe delivered", platform_id)
-                report_circuit(platform_id=platform_id, opened=False, reason="probe_delivered")
-            for send in delivered:
+                report_circuit(
+                    platform_id=platform_id, opened=False, reason=CircuitReason.PROBE_DELIVERED
+                )
+            for send, _ in delivered:
                 log.debug("event_id=%s delivered", send.event_id)
-                outcomes[send.index] = "delivered"
+                outcomes[send.event_id] = "delivered"
         return outcomes
 
-    def _refuse(
-        self, event_id: str, token: str, claim: Claim, platform: PlatformConfig
-    ) -> str | None:
+    def _refuse(self, claim: Claim, platform: PlatformConfig) -> str | None:
         """Settle a claimed event that must not be sent; None when it may be."""
         s = self.settings
+        event_id, token = claim.event_id, claim.token
         age_s = time.time() - claim.event_ms / 1000
         if age_s > s.max_event_age_s:
             message = f"event is {age_s / 86400:.1f} days old, over the maximum age"
             moved = self.ledger.dead(
                 event_id,
                 token,
-                reason="expired",
+                reason=DeadReason.EXPIRED,
                 status="",
                 message=message,
                 record=None,
@@ -152,7 +104,7 @@ class Deliverer:
                 report_dead_letter(
                     event_id=event_id,
                     platform_id=claim.platform_id,
-                    reason="expired",
+                    reason=DeadReason.EXPIRED,
                     status="",
                     message=message,
                 )
@@ -163,25 +115,29 @@ class Deliverer:
             action, opened = self.ledger.reschedule(
                 event_id,
                 token,
-                kind="blocked",
+                kind=RescheduleKind.BLOCKED,
                 delay_s=0,
                 status="",
                 message=message,
                 record={"at_ms": _now_ms(), "status": None, "outcome": "config"},
-                reason="config",
+                reason=CircuitReason.CONFIG,
             )
             if opened:
                 report_circuit(
-                    platform_id=claim.platform_id, opened=True, reason="config", message=message
+                    platform_id=claim.platform_id,
+                    opened=True,
+                    reason=CircuitReason.CONFIG,
+                    message=message,
                 )
             return action
 
         return None
 
-    def _not_delivered(self, send: _Send, token: str, response: Response) -> str:
+    def _not_delivered(self, send: Send, response: Response) -> str:
         """Record a POST that Moloco did not accept: dead, throttled, blocked or retried."""
         s = self.settings
-        event_id, claim, platform = send.event_id, send.claim, send.platform
+        claim, platform = send.claim, send.platform
+        event_id, token = claim.event_id, claim.token
         outcome = classify(response.status)
         record = {
             "at_ms": _now_ms(),
@@ -195,7 +151,7 @@ class Deliverer:
             moved = self.ledger.dead(
                 event_id,
                 token,
-                reason="rejected",
+                reason=DeadReason.REJECTED,
                 status=status,
                 message=response.message,
                 record=record,
@@ -212,7 +168,7 @@ class Deliverer:
                 report_dead_letter(
                     event_id=event_id,
                     platform_id=claim.platform_id,
-                    reason="rejected",
+                    reason=DeadReason.REJECTED,
                     status=status,
                     message=response.message,
                 )
@@ -222,7 +178,7 @@ class Deliverer:
             action, _ = self.ledger.reschedule(
                 event_id,
                 token,
-                kind="throttled",
+                kind=RescheduleKind.THROTTLED,
                 delay_s=0,
                 status=status,
                 message=response.message,
@@ -238,7 +194,7 @@ class Deliverer:
             action, opened = self.ledger.reschedule(
                 event_id,
                 token,
-                kind="blocked",
+                kind=RescheduleKind.BLOCKED,
                 delay_s=0,
                 status=status,
                 message=response.message,
@@ -267,7 +223,7 @@ class Deliverer:
         action, opened = self.ledger.reschedule(
             event_id,
             token,
-            kind="transient",
+            kind=RescheduleKind.TRANSIENT,
             delay_s=delay_s,
             status=status,
             message=response.message,
@@ -280,15 +236,15 @@ class Deliverer:
             report_circuit(
                 platform_id=claim.platform_id,
                 opened=True,
-                reason="outage",
+                reason=CircuitReason.OUTAGE,
                 status=status,
                 message=response.message,
             )
-        if action == "dead":
+        if action is Action.DEAD:
             report_dead_letter(
                 event_id=event_id,
                 platform_id=claim.platform_id,
-                reason="retries_exhausted",
+                reason=DeadReason.RETRIES_EXHAUSTED,
                 status=status,
                 message=response.message,
             )
@@ -299,7 +255,7 @@ class Deliverer:
             response.message,
             action,
         )
-        return "retries_exhausted" if action == "dead" else action
+        return DeadReason.RETRIES_EXHAUSTED if action is Action.DEAD else action
 
 
 def _now_ms() -> int:

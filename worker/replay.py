@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventfwd.core.ledger import Ledger
+from eventfwd.core.vocabulary import TRANSIENT_REASONS
 
-# Dead letters of a passing kind: beat replays them while the circuit is closed. Refusals of
-# the payload ("rejected"), "expired" and "poison" wait for a person.
-TRANSIENT_REASONS = ("retries_exhausted", "circuit")
 PAGE = 500
 
 

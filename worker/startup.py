@@ -1,4 +1,5 @@
-"""Checks run once when a worker starts: configuration and the Redis it depends on."""
+"""What a worker does when it starts and stops: check the configuration and the Redis it
+depends on, and run one delivery engine in each pool process (`worker/engine.py`)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,32 @@ def check_at_start(sender: Any = None, **_: Any) -> None:
         log.warning("could not check Redis persistence: %s", exc)
     finally:
         client.close()
+
+
+@signals.worker_process_init.connect
+def start_delivery_engine(**_: Any) -> None:
+    """Each pool process (prefork child, or the solo pool's process) runs a delivery engine."""
+    from worker.app import app
+    from worker.tasks import start_engine
+
+    start_engine(app.conf.eventfwd_settings)
+
+
+@signals.worker_process_shutdown.connect
+def stop_delivery_engine(**_: Any) -> None:
+    """Settle what is in flight before the process exits (a POST takes at most the timeout)."""
+    from worker.app import app
+    from worker.tasks import stop_engine
+
+    settings: Settings = app.conf.eventfwd_settings
+    stop_engine(settings.http_timeout_s + 5)
+
+
+@signals.worker_shutdown.connect
+def stop_engine_in_main_process(**_: Any) -> None:
+    """Pools without child processes (threads, solo) ran the engine in the main process."""
+    from worker.app import app
+    from worker.tasks import stop_engine
+
+    settings: Settings = app.conf.eventfwd_settings
+    stop_engine(settings.http_timeout_s + 5)

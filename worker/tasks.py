@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from eventfwd.core.ledger import Ledger
 from eventfwd.core.settings import Settings
 from worker import observability, replay
 from worker.delivery import Deliverer
+from worker.engine import DeliveryEngine
 from worker.heartbeat import record_beat_tick
 from worker.http_client import HttpClient
 from worker.retention import enforce_retention
@@ -28,28 +30,41 @@ LEDGER_RETRY_BUDGET_S = 5.0
 class _ProcessState:
     pid: int
     ledger: Ledger
-    # Sends a message's ids side by side on `delivery_threads` threads: the waits on Moloco
-    # overlap, which is most of an event's time against a slow endpoint.
-    deliverer: Deliverer
+    # Keeps this process's delivery threads busy with what the ledger has ready.
+    engine: DeliveryEngine
 
 
 _state: _ProcessState | None = None
+_state_lock = threading.Lock()
 
 
 def process_state(settings: Settings) -> _ProcessState:
-    """This process's ledger and HTTP client, made anew after a fork."""
+    """This process's ledger and delivery engine (not started), made anew after a fork."""
     global _state
-    if _state is None or _state.pid != os.getpid():
-        client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        # Retry a script through a Redis blip: above all, an ack lost after Moloco's 200 would
-        # otherwise mean a resend once the lease expires.
-        ledger = Ledger(client, settings, retry_budget_s=LEDGER_RETRY_BUDGET_S)
-        threads = settings.delivery_threads
-        http = HttpClient(timeout_s=settings.http_timeout_s, pool_size=threads)
-        _state = _ProcessState(
-            os.getpid(), ledger, Deliverer(settings, ledger, http, threads=threads)
-        )
-    return _state
+    with _state_lock:
+        if _state is None or _state.pid != os.getpid():
+            client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+            # Retry a script through a Redis blip: above all, an ack lost after Moloco's 200
+            # would otherwise mean a resend once the lease expires.
+            ledger = Ledger(client, settings, retry_budget_s=LEDGER_RETRY_BUDGET_S)
+            threads = settings.delivery_threads
+            http = HttpClient(timeout_s=settings.http_timeout_s, pool_size=threads)
+            engine = DeliveryEngine(Deliverer(settings, ledger, http), threads=threads)
+            _state = _ProcessState(os.getpid(), ledger, engine)
+        return _state
+
+
+def start_engine(settings: Settings) -> DeliveryEngine:
+    """Start this process's delivery engine if it is not running."""
+    engine = process_state(settings).engine
+    engine.start()
+    return engine
+
+
+def stop_engine(timeout_s: float) -> None:
+    """Stop this process's engine, settling what it has in flight (a clean shutdown)."""
+    if _state is not None and _state.pid == os.getpid():
+        _state.engine.stop(timeout_s)
 
 
 def _settings(task: Task) -> Settings:
@@ -58,18 +73,17 @@ def _settings(task: Task) -> Settings:
 
 
 @shared_task(name=names.DELIVER, bind=True, ignore_result=True)
-def deliver(self: Task, event_ids: list[str]) -> dict[str, int]:
-    """Deliver each event id in the message; the ledger decides who may act on it."""
-    state = process_state(_settings(self))
-    outcomes: dict[str, int] = {}
-    for outcome in state.deliverer.deliver_many(event_ids):
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return outcomes
+def deliver(self: Task, event_ids: list[str] | None = None) -> dict[str, str]:
+    """Wake this process's delivery engine (starting it if need be). The ids an older version
+    put in the message are only a hint: the engine claims whatever the ledger has ready."""
+    engine = start_engine(_settings(self))
+    engine.wake()
+    return {"engine": engine.engine_id}
 
 
 @shared_task(name=names.PUMP, bind=True, ignore_result=True)
 def pump(self: Task) -> dict[str, Any]:
-    """Publish due retries, recover lost work, release circuit probes."""
+    """Make due events ready, recover lost work, release circuit probes."""
     ledger = process_state(_settings(self)).ledger
     result = ledger.pump()
     record_beat_tick(ledger.client, ledger.keys)

@@ -120,7 +120,8 @@ def _backlog(snap: FleetStatus) -> Iterator[Metric]:
     )
     states = GaugeMetricFamily(
         "eventfwd_backlog_state",
-        "Backlog by state: due (waiting for the pump), in_flight, queued, waiting (backoff).",
+        "Backlog by state: ready (claimable), in_flight, due (the pump makes it ready; parked "
+        "while the circuit is open), waiting (backoff, Retry-After).",
         labels=["platform", "state"],
     )
     oldest = GaugeMetricFamily(
@@ -130,7 +131,7 @@ def _backlog(snap: FleetStatus) -> Iterator[Metric]:
     )
     for p in snap.platforms:
         backlog.add_metric([p.platform_id], p.backlog)
-        for state in ("due", "in_flight", "queued", "waiting"):
+        for state in ("ready", "in_flight", "due", "waiting"):
             states.add_metric([p.platform_id, state], getattr(p, state))
         age = snap.oldest_pending_age_s(p)
         oldest.add_metric([p.platform_id], age or 0.0)

@@ -1,9 +1,9 @@
 """A snapshot of the fleet, read from Redis: what `eventfwd stats`, `doctor` and the metrics show.
 
-The backlog's states and ages come from reading each scheduled entry (pipelined, a small hash
-read per event), up to `scan_limit` entries per platform taken in schedule order (due first);
-past that the numbers cover only the entries read and `scan_complete` is false. Totals (backlog,
-dead letters, counters) are always exact.
+The backlog's counts per state come from the sizes of each platform's ready, schedule and
+in-flight sets (exact). The oldest event's age comes from reading each entry's timestamp
+(pipelined), up to `scan_limit` entries per platform; past that it covers only the entries read
+and `scan_complete` is false.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ _CHUNK = 1000
 class PlatformStatus:
     platform_id: str
     backlog: int
-    due: int = 0  # scheduled, time has come: waiting for the pump (also parked events)
+    ready: int = 0  # claimable now (held while the circuit is open or the platform paused)
+    due: int = 0  # scheduled, time has come: the pump makes it ready (parked while open)
     in_flight: int = 0  # claimed by a worker under a lease
-    queued: int = 0  # a Celery message is out for it
-    waiting: int = 0  # scheduled for later: backoff, rate slot, Retry-After
+    waiting: int = 0  # scheduled for later: backoff, Retry-After
+    cap: float = 0.0  # the in-flight cap in force (adaptive, fleet-wide)
+    paused: dict[str, str] = field(default_factory=dict)  # an operator's pause: by, at_ms, reason
     oldest_event_ms: int | None = None
     scan_complete: bool = True
     circuit: dict[str, Any] = field(default_factory=dict)
@@ -90,9 +92,9 @@ class FleetStatus:
         return {
             "now": self.now_ms,
             "backlog": self.backlog,
+            "ready": self.total("ready"),
             "due": self.total("due"),
             "in_flight": self.total("in_flight"),
-            "queued": self.total("queued"),
             "waiting": self.total("waiting"),
             "oldest_pending_age_s": self.oldest_pending_age_s(),
             "max_event_age_s": self.max_event_age_s,
@@ -155,29 +157,44 @@ def snapshot(
 def _platform(
     client: redis.Redis, keys: Keys, settings: Settings, pid: str, now_ms: int, scan_limit: int
 ) -> PlatformStatus:
-    sched = keys.sched(pid)
+    sets = (keys.ready(pid), keys.sched(pid), keys.inflight(pid))
     pipe = client.pipeline(transaction=False)
-    pipe.zcard(sched)
-    pipe.zrange(sched, 0, scan_limit - 1, withscores=True)
+    for name in sets:
+        pipe.zcard(name)
+    pipe.zcount(keys.sched(pid), "-inf", now_ms)
     pipe.hgetall(keys.circuit(pid))
     pipe.hmget(keys.rate(pid), ["rate", "rate_ms", "paused_until_ms"])
     pipe.hgetall(keys.platform_stats(pid))
-    backlog, entries, circuit, rate, counters = pipe.execute()
-    status = PlatformStatus(platform_id=pid, backlog=int(backlog), counters=_ints(counters))
-    status.scan_complete = len(entries) >= backlog
+    pipe.hget(keys.conc(pid), "cap")
+    pipe.hgetall(keys.pause(pid))
+    ready, scheduled, in_flight, due, circuit, rate, counters, cap, paused = pipe.execute()
+    status = PlatformStatus(
+        platform_id=pid,
+        backlog=int(ready) + int(scheduled) + int(in_flight),
+        ready=int(ready),
+        due=int(due),
+        in_flight=int(in_flight),
+        waiting=int(scheduled) - int(due),
+        cap=float(_s(cap)) if cap else float(settings.concurrency_initial),
+        paused={_s(k): _s(v) for k, v in paused.items()},
+        counters=_ints(counters),
+    )
     status.circuit = {_s(k): _s(v) for k, v in circuit.items()}
     cfg = settings.platform(pid).rate_limit_per_s
     status.rate_limit_per_s = cfg
     status.rate_per_s = _rate_in_force(cfg, rate, now_ms)
-    paused = _int_or_none(_s(rate[2]) if rate[2] else None)
-    status.paused_until_ms = paused if paused and paused > now_ms else None
-    for start in range(0, len(entries), _CHUNK):
-        chunk = entries[start : start + _CHUNK]
+    paused_until = _int_or_none(_s(rate[2]) if rate[2] else None)
+    status.paused_until_ms = paused_until if paused_until and paused_until > now_ms else None
+    members: list[Any] = []
+    for name in sets:
+        if len(members) < scan_limit:
+            members += client.zrange(name, 0, scan_limit - len(members) - 1)
+    status.scan_complete = len(members) >= status.backlog
+    for start in range(0, len(members), _CHUNK):
         pipe = client.pipeline(transaction=False)
-        for member, _score in chunk:
-            pipe.hmget(keys.event(_s(member)), ["state", "event_ms"])
-        for (_member, score), (state, event_ms) in zip(chunk, pipe.execute(), strict=True):
-            _count(status, _s(state) if state else "", score, now_ms)
+        for member in members[start : start + _CHUNK]:
+            pipe.hget(keys.event(_s(member)), "event_ms")
+        for event_ms in pipe.execute():
             if event_ms:
                 ms = int(float(_s(event_ms)))
                 if status.oldest_event_ms is None or ms < status.oldest_event_ms:
@@ -185,20 +202,8 @@ def _platform(
     return status
 
 
-def _count(status: PlatformStatus, state: str, score: float, now_ms: int) -> None:
-    if state == "inflight":
-        status.in_flight += 1
-    elif state == "queued":
-        status.queued += 1
-    elif state == "scheduled":
-        if score <= now_ms:
-            status.due += 1
-        else:
-            status.waiting += 1
-
-
 def _rate_in_force(cfg: float, rate: list[Any], now_ms: int) -> float:
-    """The platform's send rate now: claim.lua's additive recovery towards `cfg`, applied."""
+    """The platform's send rate now: rate.lua's additive recovery towards `cfg`, applied."""
     if not rate[0]:
         return cfg
     current = float(_s(rate[0]))

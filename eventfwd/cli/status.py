@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -13,6 +14,10 @@ from eventfwd.cli.base import EXIT_NOT_FOUND, Context, fail, handle_errors, pass
 from eventfwd.cli.format import ago, iso, span, table
 from eventfwd.cli.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 from eventfwd.core.connection import redact_url
+from eventfwd.core.vocabulary import CircuitReason
+from worker.observability import report_circuit
+
+log = logging.getLogger(__name__)
 
 MINUTE_FIELDS = ("delivered", "failed", "retried", "throttled", "dead")
 
@@ -40,9 +45,9 @@ def render(snap: FleetStatus, url: str) -> None:
     now = snap.now_ms
     click.echo(f"eventfwd at {iso(now)}  ({url})")
     click.echo(
-        f"backlog     {snap.backlog} event(s): {snap.total('due')} due now, "
-        f"{snap.total('in_flight')} in flight, {snap.total('queued')} queued, "
-        f"{snap.total('waiting')} waiting (backoff, rate)"
+        f"backlog     {snap.backlog} event(s): {snap.total('ready')} ready, "
+        f"{snap.total('in_flight')} in flight, {snap.total('due')} due, "
+        f"{snap.total('waiting')} waiting (backoff, Retry-After)"
         + ("" if all(p.scan_complete for p in snap.platforms) else f" [first {SCAN_LIMIT} read]")
     )
     age = snap.oldest_pending_age_s()
@@ -71,16 +76,18 @@ def render(snap: FleetStatus, url: str) -> None:
                 [
                     p.platform_id,
                     str(p.backlog),
-                    str(p.due),
+                    str(p.ready),
                     str(p.in_flight),
+                    f"{p.cap:.0f}",
                     span(a) if (a := snap.oldest_pending_age_s(p)) is not None else "-",
                     _circuit(p, now),
                     f"{p.rate_per_s:.3g}/{p.rate_limit_per_s:g} per s"
-                    + (" (paused)" if p.paused_until_ms else ""),
+                    + (" (429 pause)" if p.paused_until_ms else "")
+                    + (f" PAUSED by {p.paused.get('by', '?')}" if p.paused else ""),
                 ]
                 for p in snap.platforms
             ],
-            ["PLATFORM", "BACKLOG", "DUE", "IN FLIGHT", "OLDEST", "CIRCUIT", "RATE"],
+            ["PLATFORM", "BACKLOG", "READY", "IN FLIGHT", "CAP", "OLDEST", "CIRCUIT", "RATE"],
         )
     totals = {k: v for k, v in snap.counters.items() if not k.startswith("dead:")}
     click.echo("\nall-time    " + " ".join(f"{k}={v}" for k, v in totals.items()))
@@ -185,15 +192,13 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
     if platform and platform not in known:
         fail(f"unknown platform {platform} (known: {', '.join(known) or 'none'})", EXIT_NOT_FOUND)
     targets = [platform] if platform else known
-    now_ms = ctx.records.now_ms()
-    for pid in targets:
-        ctx.client.hset(
-            ctx.ledger.keys.circuit(pid),
-            mapping={"state": "closed", "failures": 0, "closed_ms": now_ms},
-        )
+    closed = [pid for pid in targets if ctx.ledger.reset_circuit(pid)]
+    for pid in closed:
+        log.warning("platform=%s circuit closed: reset by an operator", pid)
+        report_circuit(platform_id=pid, opened=False, reason=CircuitReason.RESET)
     click.echo(
-        f"closed the circuit of {len(targets)} platform(s); "
-        "parked events drain at the platform's rate"
+        f"closed the circuit of {len(closed)} platform(s) ({len(targets) - len(closed)} were not "
+        "open); parked events drain at the platform's rate"
     )
 
 

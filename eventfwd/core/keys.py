@@ -1,13 +1,22 @@
 """The Redis key layout, in one place.
 
 Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib.lua`;
-`tests/unit/test_keys.py` holds the two in step.
+`tests/integration/test_keys.py` runs every script and checks that each key it writes is one
+named here.
 
-    {p}:ev:{id}          hash   the envelope: body, platform, state, attempts, timestamps, history
-    {p}:sched:{platform} zset   id -> next action ms (due, lease deadline, republish deadline)
-    {p}:platforms        set    every platform that ever had a schedule
+    {p}:ev:{id}          hash   the envelope: body, platform, state, lane, attempts, times, history
+    {p}:ready:{platform} zset   id -> lane + time: claimable now (live lane first, oldest first)
+    {p}:sched:{platform} zset   id -> due ms (backoff, 429 pause; parked while the circuit is open)
+    {p}:inflight:{platform} zset id -> lease deadline ms (claimed, a POST on its way)
+    {p}:active           zset   platforms with ready events: the claim rotation (score 0, by name)
+    {p}:rr               string the rotation's turn counter (where the next claim starts)
+    {p}:bell             list   the doorbell: at most one ring; an idle delivery engine BLPOPs it
+    {p}:engines          zset   delivery engine id -> alive until ms
+    {p}:wake             string a Celery wake-up is pending (expires)
+    {p}:platforms        set    platforms with anything in the ledger (the pump's walk)
     {p}:dead             zset   id -> dead_at ms (the envelope keeps state "dead" and the reason)
-    {p}:done:{id}        string short-lived "delivered" marker that stops duplicate sends
+    {p}:done:{id}        hash   delivery record (delivered_ms, attempts, status, rtt_ms, platform,
+                                enqueued_ms), expires; also stops duplicate sends
     {p}:stats            hash   fleet-wide counters (delivered, retried, dead:<reason>, ...)
     {p}:minute:{n}       hash   the same counters for epoch minute n (expire after two hours)
     {p}:seq              string message sequence for unique Celery delivery tags
@@ -16,7 +25,9 @@ Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib
     {p}:beat             hash   beat's last pump tick (worker/heartbeat.py)
     {p}:retention        hash   the last dead-letter retention run (worker/retention.py)
     {p}:circuit:{platform} hash the platform's circuit breaker
-    {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate
+    {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate (lua/rate.lua)
+    {p}:conc:{platform}  hash   the platform's adaptive in-flight cap (lua/concurrency.lua)
+    {p}:pause:{platform} hash   an operator paused the platform (by, at_ms, reason)
     {queue}              list   the Celery (kombu) queue the messages go to
 """
 
@@ -76,3 +87,35 @@ class Keys:
 
     def rate(self, platform_id: str) -> str:
         return f"{self.prefix}:rate:{platform_id}"
+
+    def ready(self, platform_id: str) -> str:
+        return f"{self.prefix}:ready:{platform_id}"
+
+    def inflight(self, platform_id: str) -> str:
+        return f"{self.prefix}:inflight:{platform_id}"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}:active"
+
+    @property
+    def rr(self) -> str:
+        return f"{self.prefix}:rr"
+
+    @property
+    def bell(self) -> str:
+        return f"{self.prefix}:bell"
+
+    @property
+    def engines(self) -> str:
+        return f"{self.prefix}:engines"
+
+    @property
+    def wake(self) -> str:
+        return f"{self.prefix}:wake"
+
+    def conc(self, platform_id: str) -> str:
+        return f"{self.prefix}:conc:{platform_id}"
+
+    def pause(self, platform_id: str) -> str:
+        return f"{self.prefix}:pause:{platform_id}"

@@ -16,23 +16,35 @@ from typing import Any
 
 import redis
 
-from eventfwd.core import task_names as tasks
+from eventfwd.core import task_names
 from eventfwd.core.errors import LedgerError
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
+from eventfwd.core.vocabulary import Action, RescheduleKind
 
 # Enqueue outcomes, one per event.
 ACCEPTED, DUPLICATE, ALREADY_DELIVERED = 1, 0, 2
 
-# ids that the pump may republish even with this many messages already waiting in the queue.
-QUEUE_HIGH_WATER = 100
-# Ids one pump run may release per platform; the platform's rate caps it further (twice its
-# share of a pump interval), so this only bounds one script's run time.
+# Ids one pump run takes per platform from each of its sets; the claim's rate and in-flight
+# checks pace what is sent, so this only bounds one script's run time.
 PUMP_LIMIT_PER_PLATFORM = 5_000
+# A delivery engine counts as alive this long after its last claim (it claims at least once a
+# second, idle or not).
+ENGINE_TTL_MS = 10_000
+# A Celery wake-up counts as pending this long: at most one is published per interval when no
+# delivery engine is alive.
+WAKE_MS = 10_000
 
 
-# Lua modules prepended to every script, in order: helpers, then the Celery message contract.
-SHARED_LUA = ("_lib.lua", "celery_message.lua")
+# Lua modules prepended to every script, in order: helpers, the Celery message contract, then
+# one module per policy (circuit, rate, in-flight cap) that every script calls.
+SHARED_LUA = (
+    "_lib.lua",
+    "celery_message.lua",
+    "circuit.lua",
+    "rate.lua",
+    "concurrency.lua",
+)
 
 
 @cache
@@ -43,24 +55,116 @@ def script_source(name: str) -> str:
     return "\n".join((folder / part).read_text() for part in parts)
 
 
+class ArgSpec:
+    """The named ARGV of one script, in order (the script's header lists the same names)."""
+
+    def __init__(self, script: str, *names: str) -> None:
+        self.script = script
+        self.names = names
+
+    def argv(self, values: dict[str, Any], tail: Sequence[Any] = ()) -> list[Any]:
+        """ARGV for `values` (every name, nothing else) followed by the repeated `tail`."""
+        if values.keys() != set(self.names):
+            missing = set(self.names) - values.keys()
+            extra = values.keys() - set(self.names)
+            raise LedgerError(f"{self.script}: missing {sorted(missing)}, unknown {sorted(extra)}")
+        return [values[name] for name in self.names] + list(tail)
+
+
+_CONC = ("conc_initial", "conc_min", "conc_max")
+EnqueueArgs = ArgSpec("enqueue", "prefix", "queue", "task", "wake_ms")
+ClaimArgs = ArgSpec(
+    "claim",
+    "prefix",
+    "engine",
+    "token",
+    "lease_ms",
+    "max",
+    "default_rate",
+    "rate_overrides",
+    *_CONC,
+    "engine_ttl_ms",
+    "idle_ms",
+)
+AckArgs = ArgSpec("ack", "prefix", "ttl_ms", *_CONC)
+RescheduleArgs = ArgSpec(
+    "reschedule",
+    "prefix",
+    "id",
+    "token",
+    "kind",
+    "delay_ms",
+    "max_attempts",
+    "threshold",
+    "probe_ms",
+    "reason",
+    "status",
+    "message",
+    "record",
+    "rate",
+    "pause_ms",
+    *_CONC,
+)
+DeadArgs = ArgSpec(
+    "dead", "prefix", "id", "token", "reason", "status", "message", "record", "count", "answered"
+)
+PumpArgs = ArgSpec("pump", "prefix", "queue", "task", "limit", "poison", "probe_ms", "wake_ms")
+ReplayArgs = ArgSpec("replay", "prefix", "max_replays", "reasons", "skip_open")
+PauseArgs = ArgSpec("pause", "prefix", "platform", "by", "reason")
+ResumeArgs = ArgSpec("resume", "prefix", "platform", "by")
+CircuitResetArgs = ArgSpec("circuit_reset", "prefix", "platform")
+SPECS = (
+    EnqueueArgs,
+    ClaimArgs,
+    AckArgs,
+    RescheduleArgs,
+    DeadArgs,
+    PumpArgs,
+    ReplayArgs,
+    PauseArgs,
+    ResumeArgs,
+    CircuitResetArgs,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What `claim` answered: `status` is 'ok' or why the event was not handed out."""
+    """One event a claim handed out, under the lease held by `token`."""
 
-    status: str
-    body: str = ""
-    platform_id: str = ""
+    event_id: str
+    token: str
+    body: str
+    platform_id: str
     attempts: int = 0
     enqueued_ms: int = 0
     event_ms: int = 0
     replays: int = 0
     probe: bool = False
-    due_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wave:
+    """What one claim answered: the events, how long nothing may be claimable, and whether
+    claimable events were left because the wave was full."""
+
+    claims: list[Claim]
+    wait_ms: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A 2xx to record: the event, the lease it was sent under, and how it went."""
+
+    event_id: str
+    token: str
+    rtt_ms: int
+    status: int
 
 
 @dataclass(frozen=True, slots=True)
 class PumpResult:
-    published: int = 0
+    published: int = 0  # events made ready (due retries, released parked events)
     reaped: int = 0
     poisoned: int = 0
     probes: int = 0
@@ -69,11 +173,13 @@ class PumpResult:
 
 def enqueue_argv(settings: Settings, events: Sequence[tuple[str, str, str, int]]) -> list[Any]:
     """ARGV of `enqueue.lua` for (id, platform, body, event_ms) rows (shared with asyncio)."""
-    args: list[Any] = [settings.key_prefix, settings.queue, tasks.DELIVER]
-    args += [int(settings.lease_s * 1000), settings.batch_size]
-    for row in events:
-        args.extend(row)
-    return args
+    values = {
+        "prefix": settings.key_prefix,
+        "queue": settings.queue,
+        "task": task_names.DELIVER,
+        "wake_ms": WAKE_MS,
+    }
+    return EnqueueArgs.argv(values, [value for row in events for value in row])
 
 
 def check_enqueue(result: Any, events: Sequence[Any]) -> list[int]:
@@ -87,25 +193,24 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _claim(r: Sequence[Any]) -> Claim:
-    """One id's answer from `claim.lua`."""
-    status = _text(r[0])
-    if status == "ok":
-        return Claim(
-            status=status,
-            body=_text(r[1]),
-            platform_id=_text(r[2]),
-            attempts=int(r[3]),
-            enqueued_ms=int(r[4]),
-            event_ms=int(r[5]),
-            replays=int(r[6]),
-            probe=bool(int(r[7])),
+def _claims(flat: Sequence[Any], token: str) -> list[Claim]:
+    """`claim.lua`'s events: 8 values each."""
+    if len(flat) % 8:
+        raise LedgerError(f"claim answered {len(flat)} values, not a multiple of 8")
+    return [
+        Claim(
+            event_id=_text(flat[i]),
+            token=token,
+            body=_text(flat[i + 1]),
+            platform_id=_text(flat[i + 2]),
+            attempts=int(flat[i + 3]),
+            enqueued_ms=int(flat[i + 4]),
+            event_ms=int(flat[i + 5]),
+            replays=int(flat[i + 6]),
+            probe=bool(int(flat[i + 7])),
         )
-    if status in ("notdue", "throttled"):
-        return Claim(status=status, due_ms=int(float(r[1])))
-    if status in ("gone", "delivered", "dead", "busy", "parked"):
-        return Claim(status=status)
-    raise LedgerError(f"claim answered {status!r}")
+        for i in range(0, len(flat), 8)
+    ]
 
 
 class Ledger:
@@ -132,7 +237,7 @@ class Ledger:
         )
         self._scripts = {
             name: client.register_script(script_source(name))
-            for name in ("enqueue", "claim", "ack", "reschedule", "dead", "pump", "replay", "purge")
+            for name in (*(spec.script for spec in SPECS), "purge")
         }
 
     def _run(self, name: str, args: Sequence[Any]) -> Any:
@@ -155,42 +260,43 @@ class Ledger:
 
     # -- worker side -----------------------------------------------------------------------
 
-    def claim(self, event_id: str, token: str) -> Claim:
-        """Take `event_id` under a lease held by `token`, or learn why not."""
-        return self.claim_many([event_id], token)[0]
-
-    def claim_many(self, event_ids: Sequence[str], token: str) -> list[Claim]:
-        """Take each of `event_ids` under a lease held by `token`; one round trip, in order."""
+    @property
+    def _conc(self) -> dict[str, int]:
         s = self.settings
-        answers = self._run(
-            "claim",
-            [
-                self._p,
-                token,
-                self._lease_ms,
-                s.rate_limit_per_s,
-                self._rates,
-                s.poison_threshold,
-                *event_ids,
-            ],
-        )
-        if len(answers) != len(event_ids):
-            raise LedgerError(f"claim answered {len(answers)} results for {len(event_ids)} ids")
-        return [_claim(r) for r in answers]
+        return {
+            "conc_initial": s.concurrency_initial,
+            "conc_min": s.concurrency_min,
+            "conc_max": s.concurrency_max,
+        }
 
-    def ack(self, event_id: str, token: str) -> tuple[int, bool]:
-        """Record a delivery: returns (held: 1 ours / 0 not ours / -1 gone, circuit closed)."""
-        held, closed = self.ack_many([event_id], token)
-        return held[0], bool(closed)
+    def claim(self, engine_id: str, token: str, max_events: int, *, idle_ms: int = 1000) -> Wave:
+        """Take up to `max_events` ready events, chosen by the scheduler's policy (claim.lua)."""
+        s = self.settings
+        values = {
+            "prefix": self._p,
+            "engine": engine_id,
+            "token": token,
+            "lease_ms": self._lease_ms,
+            "max": max(0, min(max_events, s.batch_size)),
+            "default_rate": s.rate_limit_per_s,
+            "rate_overrides": self._rates,
+            **self._conc,
+            "engine_ttl_ms": ENGINE_TTL_MS,
+            "idle_ms": idle_ms,
+        }
+        flat, wait_ms, more = self._run("claim", ClaimArgs.argv(values))
+        return Wave(_claims(flat, token), int(wait_ms), bool(int(more)))
 
-    def ack_many(self, event_ids: Sequence[str], token: str) -> tuple[list[int], list[str]]:
-        """Record deliveries in one round trip: (held per id, platforms whose circuit closed)."""
-        if not event_ids:
+    def ack(self, deliveries: Sequence[Delivery]) -> tuple[list[int], list[str]]:
+        """Record deliveries in one round trip: (held per delivery: 1 our lease, 0 another's,
+        -1 already gone; platforms whose circuit these deliveries closed)."""
+        if not deliveries:
             return [], []
-        ttl_ms = int(self.settings.delivered_ttl_s * 1000)
-        held, closed = self._run("ack", [self._p, token, ttl_ms, *event_ids])
-        if len(held) != len(event_ids):
-            raise LedgerError(f"ack answered {len(held)} results for {len(event_ids)} ids")
+        values = {"prefix": self._p, "ttl_ms": int(self.settings.delivered_ttl_s * 1000)}
+        tail = [v for d in deliveries for v in (d.event_id, d.token, d.rtt_ms, d.status)]
+        held, closed = self._run("ack", AckArgs.argv({**values, **self._conc}, tail))
+        if len(held) != len(deliveries):
+            raise LedgerError(f"ack answered {len(held)} results for {len(deliveries)} ids")
         return [int(h) for h in held], [_text(c) for c in closed]
 
     def reschedule(
@@ -198,7 +304,7 @@ class Ledger:
         event_id: str,
         token: str,
         *,
-        kind: str,
+        kind: RescheduleKind,
         delay_s: float,
         status: str,
         message: str,
@@ -206,36 +312,31 @@ class Ledger:
         reason: str = "",
         rate_per_s: float = 0.0,
         pause_s: float = 0.0,
-    ) -> tuple[str, bool]:
-        """Put a claimed event back for later: returns (action, circuit opened).
-
-        `kind` is 'transient', 'throttled' or 'blocked'; action is 'retry', 'parked', 'dead'
-        (attempt budget spent) or 'lost' (our lease had expired; nothing changed).
-        """
+    ) -> tuple[Action, bool]:
+        """Put a claimed event back for later: returns (action, circuit opened)."""
         s = self.settings
-        action, opened = self._run(
-            "reschedule",
-            [
-                self._p,
-                event_id,
-                token,
-                kind,
-                int(delay_s * 1000),
-                s.max_attempts,
-                s.circuit_failure_threshold,
-                int(s.circuit_probe_s * 1000),
-                reason,
-                status,
-                message,
-                json.dumps(record, separators=(",", ":")),
-                rate_per_s,
-                int(pause_s * 1000),
-            ],
-        )
-        action = _text(action)
-        if action not in ("retry", "parked", "dead", "lost"):
-            raise LedgerError(f"reschedule answered {action!r}")
-        return action, bool(int(opened))
+        values = {
+            "prefix": self._p,
+            "id": event_id,
+            "token": token,
+            "kind": kind,
+            "delay_ms": int(delay_s * 1000),
+            "max_attempts": s.max_attempts,
+            "threshold": s.circuit_failure_threshold,
+            "probe_ms": int(s.circuit_probe_s * 1000),
+            "reason": reason,
+            "status": status,
+            "message": message,
+            "record": json.dumps(record, separators=(",", ":")),
+            "rate": rate_per_s,
+            "pause_ms": int(pause_s * 1000),
+            **self._conc,
+        }
+        action, opened = self._run("reschedule", RescheduleArgs.argv(values))
+        try:
+            return Action(_text(action)), bool(int(opened))
+        except ValueError:
+            raise LedgerError(f"reschedule answered {_text(action)!r}") from None
 
     def dead(
         self,
@@ -250,46 +351,51 @@ class Ledger:
         answered: bool,
     ) -> bool:
         """Move a claimed event to the dead letters; False when the lease was not ours."""
-        history = json.dumps(record, separators=(",", ":")) if record else ""
-        moved = self._run(
-            "dead",
-            [
-                self._p,
-                event_id,
-                token,
-                reason,
-                status,
-                message,
-                history,
-                int(count_attempt),
-                int(answered),
-            ],
-        )
-        return bool(int(moved))
+        values = {
+            "prefix": self._p,
+            "id": event_id,
+            "token": token,
+            "reason": reason,
+            "status": status,
+            "message": message,
+            "record": json.dumps(record, separators=(",", ":")) if record else "",
+            "count": int(count_attempt),
+            "answered": int(answered),
+        }
+        return bool(int(self._run("dead", DeadArgs.argv(values))))
 
     # -- periodic and operator side --------------------------------------------------------
 
     def pump(self) -> PumpResult:
-        """Publish due events and recover lost ones, at most the platform's rate per interval."""
+        """Make due events ready, recover expired leases, release probes (pump.lua)."""
         s = self.settings
-        published, reaped, poisoned, probes, _more, poison = self._run(
-            "pump",
-            [
-                self._p,
-                s.queue,
-                tasks.DELIVER,
-                self._lease_ms,
-                PUMP_LIMIT_PER_PLATFORM,
-                s.batch_size,
-                s.poison_threshold,
-                QUEUE_HIGH_WATER,
-                int(s.circuit_probe_s * 1000),
-                s.rate_limit_per_s,
-                int(s.pump_interval_s * 1000),
-            ],
-        )
+        values = {
+            "prefix": self._p,
+            "queue": s.queue,
+            "task": task_names.DELIVER,
+            "limit": PUMP_LIMIT_PER_PLATFORM,
+            "poison": s.poison_threshold,
+            "probe_ms": int(s.circuit_probe_s * 1000),
+            "wake_ms": WAKE_MS,
+        }
+        moved, reaped, poisoned, probes, _more, poison = self._run("pump", PumpArgs.argv(values))
         pairs = tuple((_text(poison[i]), _text(poison[i + 1])) for i in range(0, len(poison), 2))
-        return PumpResult(int(published), int(reaped), int(poisoned), int(probes), pairs)
+        return PumpResult(int(moved), int(reaped), int(poisoned), int(probes), pairs)
+
+    def pause_platform(self, platform_id: str, *, by: str, reason: str = "") -> bool:
+        """Hold a platform: events are kept, none is sent. True when it was not paused."""
+        values = {"prefix": self._p, "platform": platform_id, "by": by, "reason": reason}
+        return bool(int(self._run("pause", PauseArgs.argv(values))))
+
+    def resume_platform(self, platform_id: str, *, by: str) -> bool:
+        """Release a paused platform (drains at its rate). True when it was paused."""
+        values = {"prefix": self._p, "platform": platform_id, "by": by}
+        return bool(int(self._run("resume", ResumeArgs.argv(values))))
+
+    def reset_circuit(self, platform_id: str) -> bool:
+        """Close a platform's circuit by hand, as a delivered probe would. True when it was open."""
+        values = {"prefix": self._p, "platform": platform_id}
+        return bool(int(self._run("circuit_reset", CircuitResetArgs.argv(values))))
 
     def replay(
         self,
@@ -302,9 +408,13 @@ class Ledger:
         """Schedule dead letters again: returns (replayed, skipped)."""
         if not event_ids:
             return 0, 0
-        allowed = ",".join(reasons) if reasons else "*"
-        args = [self._p, max_replays, allowed, int(skip_open_circuits), *event_ids]
-        replayed, skipped = self._run("replay", args)
+        values = {
+            "prefix": self._p,
+            "max_replays": max_replays,
+            "reasons": ",".join(reasons) if reasons else "*",
+            "skip_open": int(skip_open_circuits),
+        }
+        replayed, skipped = self._run("replay", ReplayArgs.argv(values, event_ids))
         return int(replayed), int(skipped)
 
     def purge(self, event_ids: Sequence[str]) -> int:

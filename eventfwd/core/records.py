@@ -17,10 +17,11 @@ from typing import Any
 import redis
 
 from eventfwd.core.keys import Keys
+from eventfwd.core.vocabulary import DeadReason
 
 PAGE = 500
-# Every reason a dead letter can carry (`eventfwd/core/lua`, `worker/delivery.py`).
-DEAD_REASONS = ("rejected", "retries_exhausted", "expired", "poison", "circuit")
+# Every reason a dead letter can carry.
+DEAD_REASONS = tuple(reason.value for reason in DeadReason)
 
 # What a dead-letter filter and a summary need of an envelope (HMGET, not the whole body).
 _ROW_FIELDS = ("state", "platform", "reason", "last_status", "dead_ms")
@@ -313,7 +314,9 @@ class Records:
         platforms = self.platforms()
         pipe = self.client.pipeline(transaction=False)
         for p in platforms:
+            pipe.zcard(self.keys.ready(p))
             pipe.zcard(self.keys.sched(p))
+            pipe.zcard(self.keys.inflight(p))
             pipe.hgetall(self.keys.circuit(p))
             pipe.hget(self.keys.rate(p), "rate")
         pipe.zcard(self.keys.dead)
@@ -322,7 +325,8 @@ class Records:
         per_platform: dict[str, Any] = {}
         backlog = 0
         for i, p in enumerate(platforms):
-            n, circuit, rate = results[3 * i : 3 * i + 3]
+            ready, scheduled, in_flight, circuit, rate = results[5 * i : 5 * i + 5]
+            n = int(ready) + int(scheduled) + int(in_flight)
             circuit = {_s(k): _s(v) for k, v in circuit.items()}
             backlog += n
             per_platform[p] = {

@@ -147,6 +147,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "BATCH_SIZE": ("batch_size", _positive_int),
     "DELIVERY_THREADS": ("delivery_threads", _positive_int),
     "POISON_THRESHOLD": ("poison_threshold", _positive_int),
+    "CONCURRENCY_INITIAL": ("concurrency_initial", _positive_int),
+    "CONCURRENCY_MIN": ("concurrency_min", _positive_int),
+    "CONCURRENCY_MAX": ("concurrency_max", _positive_int),
     "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", _positive_float),
     "DEAD_LETTER_MAX_COUNT": ("dead_letter_max_count", _positive_int),
     "DEAD_LETTER_EXPORT_DIR": ("dead_letter_export_dir", _text),
@@ -180,11 +183,18 @@ class Settings:
     spool_max_mb: float = 512.0
     hash_identifiers: bool = False
     hash_pepper: str | None = field(default=None, repr=False)
-    # 50 requests in flight per process: Moloco at 50 ms needs >= 50 in flight per 1,000
-    # events/s (docs/performance.md); a SIGKILL may resend what was in flight.
+    # The most events one claim hands a delivery engine (bounds one script's run time).
     batch_size: int = 100
+    # POSTs in flight per worker process: Moloco at 50 ms needs >= 50 in flight per 1,000
+    # events/s (docs/performance.md); a SIGKILL may resend what was in flight.
     delivery_threads: int = 100
     poison_threshold: int = 3
+    # Each platform's in-flight cap, fleet-wide, adapted by AIMD (lua/concurrency.lua):
+    # where a new platform starts, and the bounds. A hanging platform holds at most its cap of
+    # the fleet's threads, and receives at most its cap of requests before the first timeout.
+    concurrency_initial: int = 10
+    concurrency_min: int = 1
+    concurrency_max: int = 200
     dead_letter_retention_days: float = 30.0
     dead_letter_max_count: int = 1_000_000
     dead_letter_export_dir: str | None = None
@@ -236,6 +246,11 @@ class Settings:
         return settings
 
     def _check(self) -> None:
+        if not self.concurrency_min <= self.concurrency_initial <= self.concurrency_max:
+            raise ConfigError(
+                "EVENTFWD_CONCURRENCY_MIN <= EVENTFWD_CONCURRENCY_INITIAL <= "
+                "EVENTFWD_CONCURRENCY_MAX must hold"
+            )
         if self.retry_max_s < self.retry_base_s:
             raise ConfigError("EVENTFWD_RETRY_MAX_SECONDS must be >= EVENTFWD_RETRY_BASE_SECONDS")
         if self.lease_s <= self.http_timeout_s * 2:

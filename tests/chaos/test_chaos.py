@@ -102,7 +102,11 @@ def test_chaos_loses_nothing_and_duplicates_only_in_kill_windows(  # type: ignor
     opened = int(rclient.hget("eventfwd:stats", "circuit_opened") or 0)
 
     def settled() -> bool:
-        backlog = sum(rclient.zcard(k) for k in rclient.scan_iter("eventfwd:sched:*"))
+        backlog = sum(
+            rclient.zcard(k)
+            for pattern in ("eventfwd:ready:*", "eventfwd:sched:*", "eventfwd:inflight:*")
+            for k in rclient.scan_iter(pattern)
+        )
         return backlog == 0
 
     wait_for(settled, 300, interval_s=1, what="every event delivered or dead")

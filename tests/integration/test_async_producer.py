@@ -16,7 +16,7 @@ from eventfwd.core.settings import Settings
 from eventfwd.devkit.samples import sample_events
 from producers import AsyncEventProducer, EventProducer
 from tests.conftest import example_events
-from tests.support.queue import queued_ids
+from tests.support.ready import ready_ids
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
 
@@ -37,7 +37,7 @@ def test_the_async_producer_writes_what_the_thread_producer_writes(
     assert rclient.hget(f"eventfwd:ev:{event['id']}", "body") == sync.validate(event).body
     assert rclient.hget(f"eventfwd:ev:{event['id']}", "platform") == "acme"
     sync.enqueue("acme", event)  # the same id again: left untouched, not queued twice
-    assert len(queued_ids(rclient)) == 1
+    assert len(ready_ids(rclient)) == 1
     sync.close()
 
 
@@ -142,4 +142,4 @@ def test_an_outage_under_concurrent_load_spools_every_request_and_drains_when_ba
     ids, elapsed_s = asyncio.run(run())
     assert ids == [e["id"] for e in events]
     assert elapsed_s < 3.0, "no request may wait long for a Redis that is down"
-    assert len(queued_ids(rclient)) == len(events)
+    assert len(ready_ids(rclient)) == len(events)

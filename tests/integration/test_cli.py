@@ -21,6 +21,7 @@ from eventfwd.core.ledger import Ledger
 from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
+from tests.support.ledger import backlog, claim_one
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def make_dead(settings: Settings, platform: str, reason: str, status: str, messa
     producer = EventProducer(settings=settings)
     event_id = producer.enqueue(platform, example_events()[0] | {"id": None})
     ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
-    assert ledger.claim(event_id, "t").status == "ok"
+    claim_one(ledger, event_id)
     record = {
         "at_ms": 1,
         "status": int(status),
@@ -157,7 +158,7 @@ def test_dead_replay_by_id_and_all_and_dry_run(
     assert rclient.zcard("eventfwd:dead") == 3
     result = run(redis_url, "dead", "replay", dead_letters["a"])
     assert "replayed 1" in result.output
-    assert rclient.hget(f"eventfwd:ev:{dead_letters['a']}", "state") == "scheduled"
+    assert rclient.hget(f"eventfwd:ev:{dead_letters['a']}", "state") == "ready"
     assert "replayed 2" in run(redis_url, "dead", "replay", "--all").output
     assert rclient.zcard("eventfwd:dead") == 0
     assert run(redis_url, "dead", "replay").exit_code == 2  # neither ids nor a selection
@@ -196,7 +197,7 @@ def test_send_enqueues_valid_lines_and_reports_refused_ones_by_line(
     path.write_text("\n".join(lines) + "\n")
     dry = run(redis_url, "send", "acme", str(path), "--dry-run")
     assert dry.exit_code == 1 and "2 valid (dry run" in dry.output
-    assert rclient.zcard("eventfwd:sched:acme") == 0
+    assert backlog(rclient, "acme") == 0
     result = run(redis_url, "send", "acme", str(path))
     assert result.exit_code == 1
     assert "line 3: not JSON" in result.output
@@ -204,13 +205,13 @@ def test_send_enqueues_valid_lines_and_reports_refused_ones_by_line(
         "line 4: serach_query" in result.output and "did you mean 'search_query'" in result.output
     )
     assert "2 enqueued, 2 refused" in result.output
-    assert rclient.zcard("eventfwd:sched:acme") == 2
+    assert backlog(rclient, "acme") == 2
 
 
 def test_send_reads_a_json_array_from_stdin(redis_url: str, rclient: redis.Redis) -> None:
     result = run(redis_url, "send", "acme", "-", input=json.dumps(example_events()))
     assert result.exit_code == 0 and "8 enqueued, 0 refused" in result.output
-    assert rclient.zcard("eventfwd:sched:acme") == 8
+    assert backlog(rclient, "acme") == 8
 
 
 def test_circuit_status_and_reset(redis_url: str, settings: Settings, rclient: redis.Redis) -> None:

@@ -34,7 +34,10 @@ def states(rclient: redis.Redis, ids: list[str]) -> dict[str, int]:
         state = rclient.hget(f"eventfwd:ev:{event_id}", "state")
         in_dead = rclient.zscore("eventfwd:dead", event_id) is not None
         platform = rclient.hget(f"eventfwd:ev:{event_id}", "platform")
-        in_sched = rclient.zscore(f"eventfwd:sched:{platform}", event_id) is not None
+        in_sched = any(
+            rclient.zscore(f"eventfwd:{kind}:{platform}", event_id) is not None
+            for kind in ("ready", "sched", "inflight")
+        )
         assert in_dead == (state == "dead") and in_sched == (state != "dead"), event_id
         out[str(state)] = out.get(str(state), 0) + 1
     return out
@@ -57,11 +60,11 @@ def test_replay_by_filter_and_limit_takes_the_oldest_matching(
     assert result.output.splitlines()[-1] == (
         "replayed 1 dead letter(s) (status 4xx, the oldest 1)"
     )
-    assert states(rclient, old + mid + other) == {"scheduled": 1, "dead": 2}
-    assert rclient.hget(f"eventfwd:ev:{old[0]}", "state") == "scheduled"
+    assert states(rclient, old + mid + other) == {"ready": 1, "dead": 2}
+    assert rclient.hget(f"eventfwd:ev:{old[0]}", "state") == "ready"
     assert rclient.hget(f"eventfwd:ev:{old[0]}", "replays") == "1"
     run(redis_url, "dead", "replay", "--since", "36h")
-    assert rclient.hget(f"eventfwd:ev:{other[0]}", "state") == "scheduled"
+    assert rclient.hget(f"eventfwd:ev:{other[0]}", "state") == "ready"
     assert rclient.hget(f"eventfwd:ev:{mid[0]}", "state") == "dead"
 
 
@@ -94,7 +97,7 @@ def test_replay_of_unknown_ids_exits_4_after_replaying_the_others(
     result = run(redis_url, "dead", "replay", event_id, "not-a-dead-letter")
     assert result.exit_code == 4
     assert "replayed 1 dead letter(s); 1 skipped (not dead letters)" in result.output
-    assert rclient.hget(f"eventfwd:ev:{event_id}", "state") == "scheduled"
+    assert rclient.hget(f"eventfwd:ev:{event_id}", "state") == "ready"
 
 
 def test_replay_is_paced_at_the_rate_given(
@@ -140,10 +143,10 @@ def test_an_interrupted_replay_leaves_every_event_whole_and_a_rerun_finishes(
         "eventfwd: interrupted: replayed 20 dead letter(s); the rest are still dead letters, "
         "none is half-moved (run the same command again to go on)"
     )
-    assert states(rclient, ids) == {"scheduled": 20, "dead": 5}
+    assert states(rclient, ids) == {"ready": 20, "dead": 5}
     monkeypatch.setattr(Ledger, "replay", real_replay)
     assert "replayed 5 dead letter(s)" in run(redis_url, "dead", "replay", "--all").output
-    assert states(rclient, ids) == {"scheduled": 25}
+    assert states(rclient, ids) == {"ready": 25}
 
 
 def test_ctrl_c_during_a_real_replay_process_stops_between_pages(
@@ -167,9 +170,9 @@ def test_ctrl_c_during_a_real_replay_process_stops_between_pages(
     assert proc.returncode == 130, err
     assert "eventfwd: interrupted: replayed" in err and "Traceback" not in err
     counts = states(rclient, ids)
-    assert 0 < counts.get("dead", 0) < 400 and counts["dead"] + counts["scheduled"] == 400
+    assert 0 < counts.get("dead", 0) < 400 and counts["dead"] + counts["ready"] == 400
     replayed = int(err.split("replayed ")[1].split(" ")[0])
-    assert replayed == counts["scheduled"]  # exact: Ctrl-C waited for the page in flight
+    assert replayed == counts["ready"]  # exact: Ctrl-C waited for the page in flight
 
 
 def test_purge_asks_and_takes_no_on_eof_for_an_answer(

@@ -137,7 +137,7 @@ def test_dead_show_of_a_delivered_or_unknown_id_exits_4(
 def test_dead_show_also_shows_a_waiting_event(redis_url: str, settings: Settings) -> None:
     event_id = EventProducer(settings=settings).enqueue("acme", example_events()[1])
     record = json.loads(run(redis_url, "dead", "show", event_id, "--json").output)
-    assert (record["state"], record["reason"], record["platform_id"]) == ("queued", None, "acme")
+    assert (record["state"], record["reason"], record["platform_id"]) == ("ready", None, "acme")
 
 
 def test_dead_stats_counts_by_platform_reason_and_status(
@@ -246,7 +246,7 @@ def test_import_never_touches_live_or_delivered_ids_and_replaces_only_on_request
         "imported 1, replaced 0, refused 0; skipped 1: a live event has the id; "
         "skipped 1: delivered recently\n"
     )
-    assert rclient.hget(f"eventfwd:ev:{live_id}", "state") == "queued"
+    assert rclient.hget(f"eventfwd:ev:{live_id}", "state") == "ready"
     dead["message"] = "new"
     path.write_text(json.dumps(dead) + "\n")
     again = run(redis_url, "dead", "import", str(path)).output

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from eventfwd.cli.main import cli
 from tests.conftest import example_events
 from tests.integration.test_cli import run
+from tests.support.ledger import backlog
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def test_send_reports_errors_in_a_pretty_json_array_by_line(
     assert result.exit_code == 1
     assert f"line {starts[1]}: page_id: PAGE_VIEW needs a non-empty page_id" in result.output
     assert "2 enqueued, 1 refused" in result.output
-    assert rclient.zcard("eventfwd:sched:acme") == 2
+    assert backlog(rclient, "acme") == 2
 
 
 def test_send_stops_at_a_broken_array_and_says_so(redis_url: str, tmp_path: Path) -> None:
@@ -73,7 +74,7 @@ def test_send_skip_resumes_after_the_values_already_sent(
 
 
 def _ids(rclient: redis.Redis) -> list[str]:
-    return list(rclient.zrange("eventfwd:sched:acme", 0, -1))
+    return list(rclient.zrange("eventfwd:ready:acme", 0, -1))
 
 
 def test_send_waits_while_the_delivery_queue_is_long(redis_url: str, rclient: redis.Redis) -> None:

@@ -16,9 +16,11 @@ from eventfwd.cli.main import cli
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.settings import Settings
+from eventfwd.core.vocabulary import RescheduleKind
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import run
+from tests.support.ledger import claim_ready
 from tests.support.stack import wait_for
 from worker.heartbeat import record_beat_tick
 
@@ -27,18 +29,19 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def backlog(settings: Settings) -> dict[str, str]:
-    """Four events of platform acme: one queued, one in flight, one due, one waiting."""
-    ids = EventProducer(settings=settings).enqueue_many("acme", example_events()[:4])
+    """Four events of platform acme: one ready, one in flight, one due, one waiting."""
+    producer = EventProducer(settings=settings)
+    ids = producer.enqueue_many("acme", example_events()[:3])
     ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
     record = {"at_ms": 1, "status": 503, "outcome": "transient", "message": "x"}
-    assert ledger.claim(ids[1], "t1").status == "ok"
-    for event_id, delay_s in ((ids[2], 0.0), (ids[3], 600.0)):
-        assert ledger.claim(event_id, "t").status == "ok"
+    assert set(claim_ready(ledger, "t")) == set(ids)
+    for event_id, delay_s in ((ids[1], 0.0), (ids[2], 600.0)):
         ledger.reschedule(
-            event_id, "t", kind="transient", delay_s=delay_s, status="503", message="x",
-            record=record,
+            event_id, "t", kind=RescheduleKind.TRANSIENT, delay_s=delay_s, status="503",
+            message="x", record=record,
         )  # fmt: skip
-    return dict(zip(["queued", "in_flight", "due", "waiting"], ids, strict=True))
+    ready = producer.enqueue("acme", example_events()[3])
+    return {"ready": ready, "in_flight": ids[0], "due": ids[1], "waiting": ids[2]}
 
 
 def test_stats_json_splits_the_backlog_by_state_and_gives_the_oldest_age(
@@ -46,7 +49,7 @@ def test_stats_json_splits_the_backlog_by_state_and_gives_the_oldest_age(
 ) -> None:
     stats = json.loads(run(redis_url, "stats", "--json").output)
     assert (stats["backlog"], stats["due"], stats["in_flight"]) == (4, 1, 1)
-    assert (stats["queued"], stats["waiting"], stats["scan_complete"]) == (1, 1, True)
+    assert (stats["ready"], stats["waiting"], stats["scan_complete"]) == (1, 1, True)
     assert 0 < stats["oldest_pending_age_s"] < 60
     acme = stats["platforms"]["acme"]
     assert (acme["backlog"], acme["due"], acme["circuit"], acme["circuit_failures"]) == (
@@ -67,7 +70,7 @@ def test_stats_text_reads_as_a_summary_with_a_platform_table(
     rclient.hset("eventfwd:circuit:acme", mapping={"state": "open", "reason": "auth"})
     lines = run(redis_url, "stats").output.splitlines()
     assert lines[1] == (
-        "backlog     4 event(s): 1 due now, 1 in flight, 1 queued, 1 waiting (backoff, rate)"
+        "backlog     4 event(s): 1 ready, 1 in flight, 1 due, 1 waiting (backoff, Retry-After)"
     )
     assert lines[2].startswith("oldest      ") and "become expired dead letters" in lines[2]
     assert lines[3] == "dead        0"
@@ -83,7 +86,7 @@ def test_stats_text_reads_as_a_summary_with_a_platform_table(
     ]
     assert lines[5].split()[:2] == ["delivered", "0"] and lines[6].split()[:2] == ["failed", "2"]
     header = next(i for i, line in enumerate(lines) if line.startswith("PLATFORM"))
-    assert lines[header].split()[:4] == ["PLATFORM", "BACKLOG", "DUE", "IN"]
+    assert lines[header].split()[:4] == ["PLATFORM", "BACKLOG", "READY", "IN"]
     assert lines[header + 1].split()[:4] == ["acme", "4", "1", "1"]
     assert "OPEN (auth)" in lines[header + 1]
     assert lines[-1].startswith("all-time    enqueued=4 failed=2")

@@ -14,6 +14,7 @@ import redis
 
 from producers import EventProducer
 from tests.conftest import example_events
+from tests.support.ledger import backlog
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def test_every_event_type_is_delivered_with_the_exact_body(make_stack, sink, rcl
         assert received[event_id]["platform_id"] == PLATFORM
         assert received[event_id]["event"] == producer.validate(sent).wire
     assert sink.stats()["requests"] == len(events)
-    wait_for(lambda: rclient.zcard(f"eventfwd:sched:{PLATFORM}") == 0, 10, what="empty backlog")
+    wait_for(lambda: backlog(rclient, PLATFORM) == 0, 10, what="empty backlog")
     assert rclient.hget("eventfwd:stats", "delivered") == str(len(events))
     assert all(rclient.exists(f"eventfwd:done:{i}") for i in ids)
 

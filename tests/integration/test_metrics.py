@@ -18,11 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eventfwd.cli.metrics import registry_for
 from eventfwd.core.keys import Keys
-from eventfwd.core.ledger import Ledger
+from eventfwd.core.ledger import Delivery, Ledger
 from eventfwd.core.settings import Settings
+from eventfwd.core.vocabulary import RescheduleKind
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import dead_record, import_dead, make_dead
+from tests.support.ledger import claim_ready
 from tests.support.redis_server import free_port
 from tests.support.stack import ROOT, wait_for
 from worker.heartbeat import record_beat_tick
@@ -86,7 +88,7 @@ def test_the_endpoint_serves_fleet_counters_gauges_and_per_platform_state(
     assert m[("eventfwd_ledger_counter_total", (("counter", "something_new"),))] == 3
     assert m[("eventfwd_dead_letters_imported_total", ())] == 1
     assert m[("eventfwd_backlog", (("platform", "acme"),))] == 3
-    assert m[("eventfwd_backlog_state", (("platform", "acme"), ("state", "queued")))] == 3
+    assert m[("eventfwd_backlog_state", (("platform", "acme"), ("state", "ready")))] == 3
     assert 0 < m[("eventfwd_oldest_pending_age_seconds", (("platform", "acme"),))] < 60
     assert m[("eventfwd_max_event_age_seconds", ())] == 7 * 86400
     assert m[("eventfwd_dead_letters", ())] == 2
@@ -172,10 +174,12 @@ def test_delivered_failed_and_dead_are_served_per_platform_and_status_class(
     make_dead(settings, "acme", "rejected", "400", "missing page_id")
     ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings)
     ids = EventProducer(settings=settings).enqueue_many("shop", example_events()[1:3])
-    ledger.claim(ids[0], "t")
-    ledger.ack(ids[0], "t")
-    ledger.claim(ids[1], "t")
-    ledger.reschedule(ids[1], "t", kind="transient", delay_s=1, status="503", message="", record={})
+    claims = claim_ready(ledger, "t")
+    assert set(claims) == set(ids)
+    ledger.ack([Delivery(ids[0], "t", rtt_ms=20, status=200)])
+    ledger.reschedule(
+        ids[1], "t", kind=RescheduleKind.TRANSIENT, delay_s=1, status="503", message="", record={}
+    )
     m = scrape(endpoint)
     assert m[("eventfwd_platform_delivered_total", (("platform", "shop"),))] == 1
     assert m[("eventfwd_platform_delivered_total", (("platform", "acme"),))] == 0

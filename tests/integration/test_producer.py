@@ -11,7 +11,7 @@ from eventfwd.core.errors import EnqueueError, InvalidEvent
 from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.support.queue import queued_ids
+from tests.support.ready import ready_ids
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_an_enqueued_event_survives_a_redis_crash(tmp_path) -> None:  # type: ig
         server.kill()  # SIGKILL right after enqueue() returned
         server.start()  # replays the AOF
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        assert all(client.hget(f"eventfwd:ev:{i}", "state") == "queued" for i in ids)
-        assert sorted(queued_ids(client)) == sorted(ids)
+        assert all(client.hget(f"eventfwd:ev:{i}", "state") == "ready" for i in ids)
+        assert sorted(ready_ids(client)) == sorted(ids)
     finally:
         server.stop()  # also when an assertion failed: never leave a redis-server behind

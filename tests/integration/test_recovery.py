@@ -11,6 +11,7 @@ import redis
 from eventfwd.core.settings import Settings
 from eventfwd.devkit.samples import sample_events
 from producers import EventProducer
+from tests.support.ledger import backlog
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(make_stack, sink, rclient: r
     # only a kill between Moloco's 200 and the ack can resend: at most what was in flight, one
     # per delivery thread of each pool process (2 x EVENTFWD_DELIVERY_THREADS)
     assert duplicates <= 2 * Settings().delivery_threads, f"{duplicates} after a kill at {kill_at}"
-    wait_for(lambda: rclient.zcard("eventfwd:sched:acme") == 0, 10, what="empty schedule")
+    wait_for(lambda: backlog(rclient, "acme") == 0, 10, what="empty schedule")
     assert rclient.zcard("eventfwd:dead") == 0
 
 

@@ -23,7 +23,7 @@ from producers import spool as spool_module
 from producers.drain import drain_spool
 from producers.spool import Spool, encode
 from tests.conftest import example_events
-from tests.support.queue import queued_ids
+from tests.support.ready import ready_ids
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
 
@@ -79,7 +79,7 @@ def test_spooled_events_drain_by_themselves_when_redis_is_back_keeping_their_ids
     ids = [minted, *given]
     wait_for(lambda: in_ledger(rclient, ids), 10, what="the drainer to move every event")
     assert producer.spool_status().ready_events == 0  # type: ignore[union-attr]
-    assert len(queued_ids(rclient)) == 8  # every id queued once, none twice
+    assert len(ready_ids(rclient)) == 8  # every id queued once, none twice
     assert rclient.hget("eventfwd:stats", "enqueued") == "8"
     producer.close()
 
@@ -196,7 +196,7 @@ def test_a_second_drain_of_the_same_batch_changes_nothing(
     (spool.ready / copy.name).write_bytes(data)  # as if a crash undid the delete
     again = drain_spool(spool, _ledger(settings))
     assert (again.accepted, again.duplicates) == (0, 4)
-    assert len(queued_ids(rclient)) == 4
+    assert len(ready_ids(rclient)) == 4
 
 
 def _ledger(settings: Settings) -> Ledger:

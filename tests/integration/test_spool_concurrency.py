@@ -20,7 +20,7 @@ from producers import EventProducer
 from producers.drain import drain_spool
 from producers.spool import Spool
 from tests.conftest import example_events
-from tests.support.queue import queued_ids
+from tests.support.ready import ready_ids
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import wait_for
 
@@ -84,7 +84,7 @@ def test_two_processes_draining_one_spool_lose_nothing_and_send_nothing_twice(
     assert sum(accepted for _, accepted, _ in drained) == total
     assert sum(dup for _, _, dup in drained) == 0, "a batch was drained twice"
     assert all(files > 0 for files, _, _ in drained), "the two drains did not overlap"
-    assert len(queued_ids(rclient)) == total
+    assert len(ready_ids(rclient)) == total
 
     stack.worker()
     wait_for(lambda: len(sink.events(limit=total + 10)) >= total, 60, what="every event delivered")
@@ -134,4 +134,4 @@ def test_forking_after_the_producer_was_created_is_safe(
     ids = [events[0]["id"], events[1]["id"], *child_ids]
     assert child_ids == [e["id"] for e in events[2:]]
     wait_for(lambda: all(rclient.exists(f"eventfwd:ev:{i}") for i in ids), 5, what="the ledger")
-    assert len(queued_ids(rclient)) == len(events)
+    assert len(ready_ids(rclient)) == len(events)

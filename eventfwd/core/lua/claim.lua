@@ -1,122 +1,124 @@
--- claim: take events for delivery under a lease (compare-and-set), each one or say why not.
--- One call claims every id of a message, in order, so a batch costs one round trip.
--- Also enforces the platform's circuit (park unless this is the probe) and its shared send rate
--- (GCRA with one second of burst: an event over the rate goes back to the schedule, due when
--- the next token is, and the pump releases the schedule at the rate; no slot is reserved, so a
--- long queue of messages cannot book the future ahead of the events already due).
+-- claim: the scheduler's one decision. Hand a delivery engine up to `max` ready events, chosen
+-- by policy, each under a lease held by `token`.
 -- KEYS: none (built from ARGV[1])
--- ARGV: 1 prefix, 2 token (the lease holder, one for the whole call), 3 lease_ms,
---       4 default rate per second,
---       5 per-platform rate overrides 'KEY=rate,KEY=rate' (KEY: platform id upper-cased, every
---       character outside A-Z0-9 replaced by '_', as in EVENTFWD_PLATFORM_<KEY>_...),
---       6 poison threshold (taking over an expired lease counts like the pump's reaping),
---       7.. event ids
--- Returns: one answer per id, in order:
---          {'ok', body, platform, attempts, enqueued_ms, event_ms, replays, probe}
---       or {'gone'} (not in the ledger), {'delivered'}, {'dead'}, {'busy'} (another lease holds it),
---          {'notdue', due_ms}, {'parked'} (circuit open), {'throttled', due_ms}
-local p, token = ARGV[1], ARGV[2]
-local lease_ms, default_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
-local poison_threshold = tonumber(ARGV[6])
+-- ARGV (ClaimArgs in eventfwd/core/ledger.py): 1 prefix, 2 engine id, 3 token, 4 lease_ms,
+--       5 max events, 6 default rate per second, 7 per-platform rate overrides ('KEY=rate,...'),
+--       8 concurrency initial, 9 concurrency min, 10 concurrency max, 11 engine ttl_ms,
+--       12 idle wait_ms
+-- Returns: {events, wait_ms, more}: events is flat, 8 values per event: id, body, platform,
+--          attempts, enqueued_ms, event_ms, replays, probe (1 or 0); wait_ms (0 when something
+--          was claimed) is how long nothing may be claimable (a rate token, a 429 pause);
+--          more = 1 when claimable events were left because `max` was reached.
+-- Policy, per platform in the rotation ({p}:active, walked from a rotating start):
+--   paused by an operator -> nothing; circuit open -> only the released probe (circuit.lua);
+--   else at most min(rate tokens (rate.lua), free in-flight slots (concurrency.lua), ready).
+--   The wave is shared round-robin, one event per platform per turn, so a platform with
+--   100,000 ready events does not starve one with 10. Within a platform the live lane goes
+--   first (the ready set's score), oldest first.
+local p, engine, token = ARGV[1], ARGV[2], ARGV[3]
+local lease_ms, max_n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local default_rate, overrides = tonumber(ARGV[6]), ARGV[7]
+local cfg = {initial = tonumber(ARGV[8]), min = tonumber(ARGV[9]), max = tonumber(ARGV[10])}
+local engine_ttl, idle_ms = tonumber(ARGV[11]), tonumber(ARGV[12])
+-- a platform held back only by its in-flight cap is looked at again this soon
+local CAP_POLL_MS = 50
 local now = now_ms()
+local events, wait, more = {}, idle_ms, 0
 
--- Per platform, read once a call and written back at the end: the circuit, the send rate.
-local open, rates, throttled = {}, {}, {}
-
-local function circuit_open(platform)
-  if open[platform] == nil then
-    open[platform] = redis.call('HGET', key(p, 'circuit', platform), 'state') == 'open'
-  end
-  return open[platform]
-end
-
-local function configured_rate(platform)
-  local rate = default_rate
-  local pkey = string.gsub(string.upper(platform), '[^A-Z0-9]', '_')
-  for k, v in string.gmatch(ARGV[5], '([^,=]+)=([^,]+)') do
-    if k == pkey then rate = tonumber(v) end
-  end
-  return rate
-end
-
-local function rate_state(platform)
-  local st = rates[platform]
-  if st == nil then
-    local cfg_rate = configured_rate(platform)
-    local r = redis.call('HMGET', key(p, 'rate', platform), 'rate', 'rate_ms', 'tat_ms',
-      'paused_until_ms')
-    local rate = tonumber(r[1]) or cfg_rate
-    local rate_ms = tonumber(r[2]) or now
-    -- additive recovery towards the configured rate: back to full within about a minute
-    rate = math.min(cfg_rate, rate + cfg_rate / 60 * math.max(0, now - rate_ms) / 1000)
-    st = {rate = rate, tat = math.max(tonumber(r[3]) or now, now), paused = tonumber(r[4]) or 0}
-    rates[platform] = st
-  end
-  return st
-end
-
--- The send-rate check: nil when the event may go now (it takes a token), else when it may.
-local function rate_due(platform)
-  local st = rate_state(platform)
-  if st.paused > now then return st.paused end
-  if st.tat - now > 1000 then return st.tat - 1000 end
-  st.tat = st.tat + 1000 / st.rate
-  return nil
-end
-
--- Back to the schedule, due at `due`: not sent now, and no lease held.
-local function put_back(ev, sched, id, due)
-  redis.call('HSET', ev, 'state', 'scheduled')
-  redis.call('HDEL', ev, 'token')
-  redis.call('ZADD', sched, due, id)
-end
-
-local function claim(id)
-  local ev = key(p, 'ev', id)
-  local f = redis.call('HMGET', ev, 'state', 'platform', 'probe')
-  local state, platform = f[1], f[2]
-  if not state then
-    if redis.call('EXISTS', key(p, 'done', id)) == 1 then return {'delivered'} end
-    return {'gone'}
-  end
-  if state == 'dead' then return {'dead'} end
-  local sched = key(p, 'sched', platform)
-  local score = tonumber(redis.call('ZSCORE', sched, id) or '0')
-  if state == 'inflight' and score > now then return {'busy'} end
-  if state == 'scheduled' and score > now then return {'notdue', score} end
-  if state == 'inflight' then
-    local n = redis.call('HINCRBY', ev, 'lease_expiries', 1)
-    if n >= poison_threshold then
-      to_dead(p, id, ev, platform, 'poison', '', 'the worker holding it died ' .. n .. ' times', now)
-      return {'dead'}
+redis.call('ZADD', key(p, 'engines'), now + engine_ttl, engine)
+local active = redis.call('ZRANGE', key(p, 'active'), 0, -1)
+local n = #active
+if n > 0 then
+  local start = redis.call('INCR', key(p, 'rr')) % n
+  local order, want, rates, probes = {}, {}, {}, {}
+  for i = 0, n - 1 do
+    local platform = active[((start + i) % n) + 1]
+    local ready = key(p, 'ready', platform)
+    local nready = redis.call('ZCARD', ready)
+    if nready == 0 or redis.call('EXISTS', key(p, 'pause', platform)) == 1 then
+      redis.call('ZREM', key(p, 'active'), platform)
+    elseif circuit_is_open(p, platform) then
+      local probe = circuit_probe_id(p, platform)
+      if probe and redis.call('ZSCORE', ready, probe) then
+        order[#order + 1] = platform
+        want[platform], probes[platform] = 1, probe
+      else
+        redis.call('ZREM', key(p, 'active'), platform)
+      end
+    else
+      local st = rate_load(p, platform, rate_configured(platform, default_rate, overrides), now)
+      local tokens, next_ms = rate_tokens(st, now)
+      local free = conc_free(p, platform, cfg, now)
+      local allow = math.min(tokens, free, nready)
+      if allow > 0 then
+        order[#order + 1] = platform
+        want[platform], rates[platform] = allow, st
+      elseif tokens == 0 then
+        wait = math.min(wait, math.max(1, next_ms - now))
+      else
+        wait = math.min(wait, CAP_POLL_MS)
+      end
     end
   end
 
-  local probe = f[3] == '1'
-  if not probe then
-    if circuit_open(platform) then
-      put_back(ev, sched, id, now)
-      return {'parked'}
-    end
-    local due = rate_due(platform)
-    if due then
-      put_back(ev, sched, id, due)
-      throttled[platform] = (throttled[platform] or 0) + 1
-      return {'throttled', due}
+  -- round-robin: one event per platform per turn until the wave is full
+  local left, take, progress = max_n, {}, true
+  while left > 0 and progress do
+    progress = false
+    for _, platform in ipairs(order) do
+      if left == 0 then break end
+      if want[platform] > 0 then
+        take[platform] = (take[platform] or 0) + 1
+        want[platform] = want[platform] - 1
+        left = left - 1
+        progress = true
+      end
     end
   end
 
-  redis.call('HSET', ev, 'state', 'inflight', 'token', token)
-  redis.call('ZADD', sched, now + lease_ms, id)
-  local g = redis.call('HMGET', ev, 'body', 'attempts', 'enqueued_ms', 'event_ms', 'replays')
-  return {'ok', g[1], platform, tonumber(g[2]) or 0, g[3], g[4], tonumber(g[5]) or 0,
-    probe and 1 or 0}
+  for _, platform in ipairs(order) do
+    local k = take[platform] or 0
+    local ready = key(p, 'ready', platform)
+    if k > 0 then
+      local ids = {}
+      if probes[platform] then
+        redis.call('ZREM', ready, probes[platform])
+        redis.call('HDEL', key(p, 'circuit', platform), 'probe_id')
+        ids[1] = probes[platform]
+      else
+        local popped = redis.call('ZPOPMIN', ready, k)
+        for j = 1, #popped, 2 do ids[#ids + 1] = popped[j] end
+      end
+      local inflight, got = key(p, 'inflight', platform), 0
+      for _, id in ipairs(ids) do
+        local ev = key(p, 'ev', id)
+        local g = redis.call('HMGET', ev, 'state', 'body', 'attempts', 'enqueued_ms', 'event_ms',
+          'replays', 'probe')
+        -- anything but 'ready' is a stale member (purged, or moved meanwhile): dropped
+        if g[1] == 'ready' then
+          redis.call('HSET', ev, 'state', 'inflight', 'token', token)
+          redis.call('ZADD', inflight, now + lease_ms, id)
+          got = got + 1
+          events[#events + 1] = id
+          events[#events + 1] = g[2]
+          events[#events + 1] = platform
+          events[#events + 1] = tonumber(g[3]) or 0
+          events[#events + 1] = g[4]
+          events[#events + 1] = g[5]
+          events[#events + 1] = tonumber(g[6]) or 0
+          events[#events + 1] = g[7] == '1' and 1 or 0
+        end
+      end
+      if rates[platform] then
+        rate_take(rates[platform], got)
+        rate_save(p, platform, rates[platform], now)
+      end
+      if redis.call('ZCARD', ready) == 0 then redis.call('ZREM', key(p, 'active'), platform) end
+    end
+    if want[platform] > 0 then more = 1 end
+  end
 end
-
-local out = {}
-for i = 7, #ARGV do out[#out + 1] = claim(ARGV[i]) end
-for platform, st in pairs(rates) do
-  redis.call('HSET', key(p, 'rate', platform), 'rate', st.rate, 'rate_ms', now, 'tat_ms', st.tat)
-end
-for platform, n in pairs(throttled) do count_both(p, platform, 'throttled_local', n, now) end
-return out
+if #events > 0 then wait = 0 end
+-- claimable events left over: wake another engine to help
+if more == 1 then ring(p) end
+return {events, wait, more}

@@ -1,29 +1,20 @@
--- dead: move a claimed event to the dead letters (permanent refusal, expired, poison).
+-- dead: move a claimed event to the dead letters (permanent refusal, expired).
 -- KEYS: none (built from ARGV[1])
--- ARGV: 1 prefix, 2 id, 3 token, 4 reason, 5 status, 6 message, 7 history record,
---       8 count the attempt (1 or 0), 9 Moloco answered (1 or 0): an answer, even a refusal, shows
---       the platform is up, so it resets the failure count and closes an outage circuit
+-- ARGV (DeadArgs in eventfwd/core/ledger.py): 1 prefix, 2 id, 3 token, 4 reason, 5 status,
+--       6 message, 7 history record, 8 count the attempt (1 or 0), 9 Moloco answered (1 or 0):
+--       an answer, even a refusal, shows the platform is up (circuit.lua: circuit_answered)
 -- Returns: 1 moved, 0 the lease is not ours (nothing changed)
 local p, id, token, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ev = key(p, 'ev', id)
 local f = redis.call('HMGET', ev, 'state', 'token', 'platform')
 if f[1] ~= 'inflight' or f[2] ~= token then return 0 end
+local now = now_ms()
 add_history(ev, ARGV[7])
 if ARGV[8] == '1' then
   redis.call('HINCRBY', ev, 'attempts', 1)
-  count_both(p, f[3], 'failed', 1, now_ms())
-  count_platform(p, f[3], 'failed:' .. status_class(ARGV[5]), 1, now_ms())
+  count_both(p, f[3], 'failed', 1, now)
+  count_platform(p, f[3], 'failed:' .. status_class(ARGV[5]), 1, now)
 end
-redis.call('HDEL', ev, 'probe')
-local now = now_ms()
 to_dead(p, id, ev, f[3], reason, ARGV[5], ARGV[6], now)
-if ARGV[9] == '1' then
-  local ck = key(p, 'circuit', f[3])
-  local c = redis.call('HMGET', ck, 'state', 'reason')
-  if c[1] == 'open' and c[2] == 'outage' then
-    redis.call('HSET', ck, 'state', 'closed', 'closed_ms', now)
-    redis.call('HINCRBY', key(p, 'stats'), 'circuit_closed', 1)
-  end
-  redis.call('HSET', ck, 'failures', 0)
-end
+if ARGV[9] == '1' then circuit_answered(p, f[3], now) end
 return 1

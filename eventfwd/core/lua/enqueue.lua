@@ -1,47 +1,56 @@
--- enqueue: accept events into the ledger and publish their ids, in one atomic step.
+-- enqueue: accept events into the ledger and make them ready, in one atomic step.
 -- KEYS: none (keys are built from ARGV[1], see _lib.lua; Redis Cluster is not supported)
--- ARGV: 1 prefix, 2 queue, 3 task name, 4 lease_ms, 5 ids per message,
+-- ARGV (EnqueueArgs in eventfwd/core/ledger.py): 1 prefix, 2 queue, 3 deliver task name,
+--       4 wake_ms (how long a wake-up message counts as pending),
 --       then 4 values per event: id, platform, body (wire JSON), event_ms
 -- Returns: one integer per event: 1 accepted, 0 already in the ledger (left untouched),
---          2 delivered recently (done marker present, nothing written)
--- Every call to Redis costs a few microseconds here, most of an event's cost: one EXISTS asks
--- about both keys (the common answer is neither), and each platform's schedule takes one ZADD.
+--          2 delivered recently (done record present, nothing written)
+-- An accepted event is ready in the live lane and its platform joins the claim rotation; the
+-- bell wakes an idle delivery engine. While the platform's circuit is open the event is parked
+-- in the schedule instead (backlog lane); the pump releases it after the outage. No Celery
+-- message per event: only when no delivery engine is alive anywhere is one wake-up published.
 local p, queue, task = ARGV[1], ARGV[2], ARGV[3]
-local lease_ms, per_msg = tonumber(ARGV[4]), tonumber(ARGV[5])
+local wake_ms = tonumber(ARGV[4])
 local now = now_ms()
 local ev_prefix, done_prefix = key(p, 'ev') .. ':', key(p, 'done') .. ':'
-local out, ready, open, accepted, scheduled = {}, {}, {}, {}, {}
-for i = 6, #ARGV, 4 do
+local out, parked, accepted, zadds = {}, {}, {}, {}
+for i = 5, #ARGV, 4 do
   local id, platform, body, event_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local ev = ev_prefix .. id
+  -- one EXISTS asks about both keys (the common answer is neither)
   if redis.call('EXISTS', ev, done_prefix .. id) > 0 then
     out[#out + 1] = redis.call('EXISTS', ev) == 1 and 0 or 2
   else
-    if open[platform] == nil then
-      open[platform] = redis.call('HGET', key(p, 'circuit', platform), 'state') == 'open'
+    if parked[platform] == nil then
+      parked[platform] = circuit_is_open(p, platform)
       redis.call('SADD', key(p, 'platforms'), platform)
-      scheduled[platform] = {}
+      zadds[platform] = {}
     end
-    local state, score = 'queued', now + lease_ms
-    -- While the platform's circuit is open the event is parked; the pump releases it later.
-    if open[platform] then state, score = 'scheduled', now end
-    redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', state, 'attempts', 0,
-      'enqueued_ms', now, 'event_ms', event_ms)
-    local zargs = scheduled[platform]
-    zargs[#zargs + 1] = score
-    zargs[#zargs + 1] = id
-    if state == 'queued' then ready[#ready + 1] = id end
+    if parked[platform] then
+      redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', 'scheduled',
+        'attempts', 0, 'enqueued_ms', now, 'event_ms', event_ms, 'lane', 'backlog')
+    else
+      redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', 'ready', 'attempts', 0,
+        'enqueued_ms', now, 'event_ms', event_ms)
+    end
+    local z = zadds[platform]
+    z[#z + 1] = now
+    z[#z + 1] = id
     accepted[platform] = (accepted[platform] or 0) + 1
     out[#out + 1] = 1
   end
 end
 -- ZADD in slices: unpack() is bounded by Lua's stack (LUAI_MAXCSTACK, 8000 values).
-for platform, zargs in pairs(scheduled) do
-  local sched = key(p, 'sched', platform)
-  for first = 1, #zargs, 1000 do
-    redis.call('ZADD', sched, unpack(zargs, first, math.min(first + 999, #zargs)))
+for platform, z in pairs(zadds) do
+  local set = key(p, parked[platform] and 'sched' or 'ready', platform)
+  for first = 1, #z, 1000 do
+    redis.call('ZADD', set, unpack(z, first, math.min(first + 999, #z)))
   end
+  if not parked[platform] then activate(p, platform) end
 end
-if #ready > 0 then publish_all(p, queue, task, ready, per_msg) end
 for platform, n in pairs(accepted) do count_both(p, platform, 'enqueued', n, now) end
+if next(accepted) ~= nil and redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
+    and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
+  publish(p, queue, task, {}, true)
+end
 return out

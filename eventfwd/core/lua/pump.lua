@@ -1,23 +1,22 @@
--- pump: the periodic sweep of every platform's schedule. Publishes due retries, republishes ids
--- whose message was lost (republish deadline passed), reaps expired leases (a worker died) and
--- dead-letters an event whose leases expired too often (poison). An open circuit is left alone
--- but for one probe per probe interval, fleet-wide. Release per platform is capped by its rate.
+-- pump: the periodic sweep of every platform (beat, every pump interval). It makes due events
+-- ready, recovers expired leases (a worker died) and dead-letters an event whose leases expired
+-- too often (poison), parks an open platform's ready events and releases its probe (one per
+-- probe interval, fleet-wide), forgets platforms with nothing left, and publishes a Celery
+-- wake-up when events are ready but no delivery engine is alive.
 -- KEYS: none (built from ARGV[1])
--- ARGV: 1 prefix, 2 queue, 3 task, 4 lease_ms, 5 max ids per platform per call, 6 ids per message,
---       7 poison threshold, 8 queue high-water (no republish of lost messages above it),
---       9 probe_ms, 10 default rate per second, 11 pump interval ms
--- Returns: {published, reaped, poisoned, probes, more, {poisoned id, platform, ...}}:
---          more = 1 when a platform had more due
+-- ARGV (PumpArgs in eventfwd/core/ledger.py): 1 prefix, 2 queue, 3 deliver task name,
+--       4 max ids per platform per set per run, 5 poison threshold, 6 probe_ms, 7 wake_ms
+-- Returns: {moved, reaped, poisoned, probes, more, {poisoned id, platform, ...}}: moved = events
+--          made ready; more = 1 when a platform had more due than one run takes
 local p, queue, task = ARGV[1], ARGV[2], ARGV[3]
-local lease_ms, limit, per_msg = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local poison, high_water, probe_ms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local default_rate, interval_ms = tonumber(ARGV[10]), tonumber(ARGV[11])
+local limit, poison = tonumber(ARGV[4]), tonumber(ARGV[5])
+local probe_ms, wake_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
-local queue_len = redis.call('LLEN', queue)
-local out = {published = 0, reaped = 0, poisoned = 0, probes = 0, more = 0}
-local ready, poisoned = {}, {}
+local out = {moved = 0, reaped = 0, poisoned = 0, probes = 0, more = 0}
+local poisoned, any_ready = {}, false
 
-local function reap(id, ev, platform)
+-- An expired lease: count it, dead-letter a poison event, else put it back to be sent again.
+local function reap(id, ev, platform, lane)
   out.reaped = out.reaped + 1
   local n = redis.call('HINCRBY', ev, 'lease_expiries', 1)
   redis.call('HDEL', ev, 'token', 'probe')
@@ -26,71 +25,86 @@ local function reap(id, ev, platform)
     poisoned[#poisoned + 1] = id
     poisoned[#poisoned + 1] = platform
     to_dead(p, id, ev, platform, 'poison', '', 'the worker holding it died ' .. n .. ' times', now)
-    return false
+  elseif circuit_is_open(p, platform) then
+    redis.call('HSET', ev, 'lane', 'backlog')
+    make_scheduled(p, id, ev, platform, now)
+  else
+    make_ready(p, id, ev, platform, lane, now)
+    return true
   end
-  return true
+  return false
 end
 
 for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
-  local sched = key(p, 'sched', platform)
-  local ck = key(p, 'circuit', platform)
-  local c = redis.call('HMGET', ck, 'state', 'next_probe_ms')
-  if c[1] == 'open' then
-    -- reap dead leases into the parked set; release one probe when it is time
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)) do
-      local ev = key(p, 'ev', id)
-      local state = redis.call('HGET', ev, 'state')
-      if not state then
-        redis.call('ZREM', sched, id)
-      elseif state == 'inflight' then
-        if reap(id, ev, platform) then redis.call('HSET', ev, 'state', 'scheduled') end
-      elseif state == 'queued' then
-        redis.call('HSET', ev, 'state', 'scheduled')
-      end
+  local ready, sched = key(p, 'ready', platform), key(p, 'sched', platform)
+  local inflight = key(p, 'inflight', platform)
+  local woke = false
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, limit)) do
+    local ev = key(p, 'ev', id)
+    local lane = redis.call('HGET', ev, 'lane')
+    if redis.call('EXISTS', ev) == 0 then
+      redis.call('ZREM', inflight, id)
+    elseif reap(id, ev, platform, lane) then
+      woke = true
     end
-    if now >= (tonumber(c[2]) or 0) then
-      local first = redis.call('ZRANGEBYSCORE', sched, '-inf', '+inf', 'LIMIT', 0, 8)
-      for _, id in ipairs(first) do
+  end
+
+  local paused = redis.call('EXISTS', key(p, 'pause', platform)) == 1
+  if circuit_is_open(p, platform) then
+    -- park what is ready (the probe excepted) until the outage is over
+    local probe = circuit_probe_id(p, platform)
+    for _, id in ipairs(redis.call('ZRANGE', ready, 0, limit - 1)) do
+      if id ~= probe then
         local ev = key(p, 'ev', id)
-        if redis.call('HGET', ev, 'state') == 'scheduled' then
-          redis.call('HSET', ev, 'state', 'queued', 'probe', 1)
-          redis.call('ZADD', sched, now + lease_ms, id)
-          redis.call('HSET', ck, 'next_probe_ms', now + probe_ms, 'last_probe_ms', now)
-          publish(p, queue, task, {id}, true)
-          out.probes = out.probes + 1
-          count(p, 'probes', 1, now)
-          break
-        end
+        redis.call('HSET', ev, 'lane', 'backlog')
+        make_scheduled(p, id, ev, platform, now)
       end
     end
-  else
-    local rate = tonumber(redis.call('HGET', key(p, 'rate', platform), 'rate')) or default_rate
-    local cap = math.min(limit, math.max(1, math.ceil(rate * interval_ms / 1000 * 2)))
-    local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, cap)
-    if #due >= cap then out.more = 1 end
+    if circuit_probe_due(p, platform, now) then
+      local first = redis.call('ZRANGE', sched, 0, 0)[1]
+      if first then
+        local ev = key(p, 'ev', first)
+        redis.call('HSET', ev, 'probe', 1)
+        make_ready(p, first, ev, platform, 'live', 0)
+        circuit_release_probe(p, platform, first, probe_ms, now)
+        out.probes = out.probes + 1
+        woke = true
+      end
+    end
+  elseif not paused then
+    local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+    if #due >= limit then out.more = 1 end
     for _, id in ipairs(due) do
       local ev = key(p, 'ev', id)
-      local state = redis.call('HGET', ev, 'state')
-      local go = false
-      if not state then
+      local f = redis.call('HMGET', ev, 'state', 'lane')
+      if not f[1] then
         redis.call('ZREM', sched, id)
-      elseif state == 'scheduled' then
-        go = true
-      elseif state == 'inflight' then
-        go = reap(id, ev, platform)
-      elseif state == 'queued' then
-        -- the message may just be waiting behind a long queue: only republish when it is short
-        go = queue_len < high_water
-        if not go then redis.call('ZADD', sched, now + lease_ms, id) end
-      end
-      if go then
-        redis.call('HSET', ev, 'state', 'queued')
-        redis.call('ZADD', sched, now + lease_ms, id)
-        ready[#ready + 1] = id
+      elseif f[1] == 'inflight' then
+        -- a lease recorded in the schedule by an earlier version: it has expired
+        if reap(id, ev, platform, f[2]) then woke = true end
+      elseif f[1] == 'dead' then
+        redis.call('ZREM', sched, id)
+      else
+        make_ready(p, id, ev, platform, f[2], now)
+        out.moved = out.moved + 1
+        woke = true
       end
     end
   end
+  if woke then activate(p, platform) end
+
+  local nready = redis.call('ZCARD', ready)
+  if nready > 0 and not paused then any_ready = true end
+  if nready + redis.call('ZCARD', sched) + redis.call('ZCARD', inflight) == 0 and not paused
+      and not circuit_is_open(p, platform) then
+    -- nothing waiting: forget it until its next event (enqueue adds it again)
+    redis.call('SREM', key(p, 'platforms'), platform)
+    redis.call('ZREM', key(p, 'active'), platform)
+  end
 end
-if #ready > 0 then publish_all(p, queue, task, ready, per_msg, true) end
-out.published = #ready
-return {out.published, out.reaped, out.poisoned, out.probes, out.more, poisoned}
+
+if any_ready and redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
+    and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
+  publish(p, queue, task, {}, true)
+end
+return {out.moved, out.reaped, out.poisoned, out.probes, out.more, poisoned}

@@ -1,0 +1,206 @@
+"""The delivery engine: one per worker process, it keeps the process's threads busy with whatever
+the ledger has ready, by the scheduler's policy (DESIGN.md §3 rule 4).
+
+A dispatcher thread loops: settle what completed (one ack per group), claim as many ready
+events as threads are free (one `claim.lua` call: live before backlog, platforms in turn,
+each within its rate and in-flight cap), hand them to the thread pool, wait. It wakes on a
+completion, on the fleet's doorbell (a bell thread BLPOPs `{p}:bell` while threads are free:
+enqueue rings it), or when the claim said something becomes claimable (a rate token, a pause).
+So a web app's one-at-a-time enqueues fill the same waves as a batch, and a platform that
+hangs holds at most its in-flight cap of threads.
+
+Celery messages only wake engines (`worker/tasks.py`): lost, duplicated or stale ones are
+harmless. An event claimed by a process that dies is recovered by its lease (the pump).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+
+from eventfwd.core.ledger import Ledger
+from worker.delivery import Deliverer, Send
+from worker.http_client import Response
+
+log = logging.getLogger(__name__)
+
+# After completions, claim again this soon, so that the frees of a few milliseconds share one
+# claim (and their deliveries one ack) instead of one round trip each.
+COALESCE_S = 0.002
+# With nothing else to wake it, an engine claims at least this often (its heartbeat too).
+IDLE_CLAIM_S = 1.0
+# The bell thread's BLPOP timeout.
+BELL_WAIT_S = 1.0
+
+
+class DeliveryEngine:
+    """Claims, sends and settles; `start()` runs it in the background, `drain()` in the caller."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        *,
+        threads: int,
+        bell: redis.Redis | None = None,
+        name: str | None = None,
+    ) -> None:
+        """`bell`: a client for the doorbell's blocking pop (default: the ledger's client)."""
+        self.deliverer = deliverer
+        self.ledger: Ledger = deliverer.ledger
+        self.threads = max(1, threads)
+        self.engine_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._bell_client = bell or self.ledger.client
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix="eventfwd-post"
+        )
+        self._cv = threading.Condition()
+        self._done: list[tuple[Send, Response]] = []
+        self._woken = False
+        self._in_flight = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._tokens = itertools.count()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> None:
+        """Run the dispatcher and the bell listener in background threads (idempotent)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._serve, name="eventfwd-dispatch", daemon=True),
+            threading.Thread(target=self._listen, name="eventfwd-bell", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info("delivery engine %s started: %d threads", self.engine_id, self.threads)
+
+    def stop(self, timeout_s: float) -> bool:
+        """Claim nothing more, settle what is in flight; True when all of it was settled."""
+        self._stop.set()
+        self.wake()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        settled = not self.running
+        if not settled:
+            log.warning(
+                "delivery engine %s stopped with %d event(s) in flight: their leases recover them",
+                self.engine_id,
+                self._in_flight,
+            )
+        return settled
+
+    def wake(self) -> None:
+        """Claim now (a wake-up message, a test)."""
+        with self._cv:
+            self._woken = True
+            self._cv.notify_all()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def drain(self, timeout_s: float = 30.0) -> dict[str, str]:
+        """Deliver in the calling thread until nothing is claimable and nothing is in flight;
+        return what happened to each event (for tests and the bench's profile)."""
+        return self._loop(until_idle=True, timeout_s=timeout_s)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set() or self._in_flight:
+            try:
+                self._loop(until_idle=False, timeout_s=None)
+            except Exception:  # a Redis outage, a bug: keep the engine alive, try again soon
+                log.exception("delivery engine %s: loop failed; retrying in 1s", self.engine_id)
+                self._stop.wait(1.0)
+
+    def _loop(self, *, until_idle: bool, timeout_s: float | None) -> dict[str, str]:
+        outcomes: dict[str, str] = {}
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        next_claim = 0.0
+        while True:
+            with self._cv:
+                done, self._done = self._done, []
+                woken, self._woken = self._woken, False
+            if done:
+                self._in_flight -= len(done)
+                outcomes.update(self.deliverer.settle(done))
+                next_claim = min(next_claim, time.monotonic() + COALESCE_S)
+            stopping = self._stop.is_set()
+            now = time.monotonic()
+            free = self.threads - self._in_flight
+            idle_after_claim = False
+            if not stopping and free > 0 and (woken or now >= next_claim):
+                wave = self.ledger.claim(
+                    self.engine_id,
+                    f"{self.engine_id}:{next(self._tokens)}",
+                    free,
+                    idle_ms=int(IDLE_CLAIM_S * 1000),
+                )
+                for claim in wave.claims:
+                    prepared = self.deliverer.prepare(claim)
+                    if isinstance(prepared, str):
+                        outcomes[claim.event_id] = prepared
+                    else:
+                        self._in_flight += 1
+                        self._pool.submit(self._post, prepared)
+                if wave.claims and wave.more:
+                    next_claim = now  # the wave was full: claim again as threads free up
+                elif wave.claims:
+                    next_claim = now + COALESCE_S
+                else:
+                    next_claim = now + wave.wait_ms / 1000
+                    idle_after_claim = wave.wait_ms >= IDLE_CLAIM_S * 1000
+            if self._in_flight == 0:
+                if stopping:
+                    return outcomes
+                if until_idle and idle_after_claim:
+                    return outcomes
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"engine not idle after {timeout_s}s ({self._in_flight} out)")
+            with self._cv:
+                if not self._done and not self._woken:
+                    wait_s = next_claim - time.monotonic()
+                    if self._in_flight >= self.threads:
+                        wait_s = IDLE_CLAIM_S  # nothing to claim into: wait for a completion
+                    self._cv.wait(min(max(wait_s, 0.0), IDLE_CLAIM_S))
+
+    def _post(self, send: Send) -> None:
+        started = time.monotonic()
+        try:
+            response = self.deliverer.post(send)
+        except Exception as exc:  # the client reports failures as responses; this is a bug
+            log.exception("event_id=%s POST raised", send.event_id)
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+            response = Response(None, f"client error ({type(exc).__name__})", None, elapsed_ms)
+        with self._cv:
+            self._done.append((send, response))
+            self._cv.notify_all()
+
+    def _listen(self) -> None:
+        """Pop the fleet's doorbell while this engine has threads free, and wake the loop."""
+        bell = self.ledger.keys.bell
+        while not self._stop.is_set():
+            with self._cv:
+                if self._in_flight >= self.threads:
+                    self._cv.wait(BELL_WAIT_S)
+                    continue
+            try:
+                rang = self._bell_client.blpop([bell], timeout=BELL_WAIT_S)
+            except redis.RedisError as exc:
+                log.debug("bell: %s", exc)
+                self._stop.wait(BELL_WAIT_S)
+                continue
+            if rang:
+                self.wake()
