@@ -17,6 +17,9 @@ Lua scripts receive the prefix and build the same keys with `key()` in `lua/_lib
     {p}:retention        hash   the last dead-letter retention run (worker/retention.py)
     {p}:circuit:{platform} hash the platform's circuit breaker
     {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate
+    {p}:lock:{name}      string a lock, JSON {token, host, pid, since_ms}, expiring: `beat` (the
+                                one beat that schedules; a second one waits), `replay` and
+                                `retention` (one run at a time); core/lock.py
     {queue}              list   the Celery (kombu) queue the messages go to
 """
 
@@ -76,3 +79,6 @@ class Keys:
 
     def rate(self, platform_id: str) -> str:
         return f"{self.prefix}:rate:{platform_id}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"
