@@ -1,5 +1,5 @@
-"""Beat's periodic work run by a real worker: the pump's heartbeat, dead-letter retention, and
-a second beat standing by."""
+"""Beat's periodic work run by a real worker: the pump's heartbeat, dead-letter retention and
+replay (one run at a time), and a second beat standing by."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from eventfwd.core import task_names as tasks
-from eventfwd.core.lock import read_holder
+from eventfwd.core.lock import RedisLock, read_holder
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import make_dead
@@ -59,6 +59,32 @@ def test_the_retention_task_exports_then_trims_dead_letters_over_the_count(  # t
         json.loads(line) for f in export_dir.iterdir() for line in f.read_text().splitlines()
     ]
     assert sorted(r["id"] for r in exported) == sorted(ids[:2])
+
+
+def test_a_dead_letter_task_skips_while_another_run_of_it_holds_its_lock(  # type: ignore[no-untyped-def]
+    make_stack, settings, rclient: redis.Redis
+) -> None:
+    ids = [make_dead(settings, "acme", "rejected", "400", f"m{i}") for i in range(3)]
+    ids.append(make_dead(settings, "acme", "retries_exhausted", "503", "down"))
+    env = {"EVENTFWD_DEAD_LETTER_MAX_COUNT": "1"}
+    stack = make_stack()
+    worker = stack.worker(**env)
+    app = create_app(stack.settings(**env))
+    # A run in progress elsewhere (another worker, started by a second beat) holds the locks.
+    runs = {name: RedisLock(rclient, f"eventfwd:lock:{name}", ttl_s=60) for name in
+            ("retention", "replay")}  # fmt: skip
+    assert all(lock.take()[0] for lock in runs.values())
+    app.send_task(tasks.RETENTION, queue="eventfwd.control")
+    app.send_task(tasks.REPLAY, queue="eventfwd.control")
+    for what in ("dead-letter retention", "dead-letter replay"):
+        wait_for(lambda w=what: f"{w} skipped: another run is in progress" in worker.log(), 30,
+                 what=f"the {what} to skip")  # fmt: skip
+    assert rclient.zcard("eventfwd:dead") == 4  # neither trimmed nor replayed
+    for lock in runs.values():
+        lock.release()
+    app.send_task(tasks.RETENTION, queue="eventfwd.control")
+    wait_for(lambda: rclient.zcard("eventfwd:dead") == 1, 30, what="the trim")
+    assert read_holder(rclient, "eventfwd:lock:retention") is None  # released after the run
 
 
 SENT_PUMP = "Sending due task pump"
