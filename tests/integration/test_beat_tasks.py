@@ -109,9 +109,9 @@ def test_a_second_beat_stands_by_and_takes_over_when_the_holder_is_killed(  # ty
     second = stack.beat("beat-b")
     wait_for(lambda: "standby, sending nothing" in second.log(), 30, what="the second to wait")
     ticks = _ticks(rclient)
-    time.sleep(2)  # ten pump intervals with both beats up
-    assert _ticks(rclient) >= ticks + 5
-    assert first.log().count(SENT_PUMP) >= 5 and SENT_PUMP not in second.log()
+    time.sleep(2)  # ten pump intervals with both beats up (fewer ticks on a busy machine)
+    assert _ticks(rclient) >= ticks + 3
+    assert first.log().count(SENT_PUMP) >= 3 and SENT_PUMP not in second.log()
     assert _holder_pid(rclient) == first.pid
 
     first.signal(signal.SIGKILL)
@@ -119,7 +119,9 @@ def test_a_second_beat_stands_by_and_takes_over_when_the_holder_is_killed(  # ty
     wait_for(lambda: _holder_pid(rclient) == second.pid, 30, what="the standby to take over")
     took_s = time.monotonic() - killed_s
     ttl_s = lock_ttl_s(stack.settings())
-    assert took_s <= ttl_s + 2.5, took_s  # the TTL, then one retry (a fifth of it), and slack
+    # The TTL after the last extension, then one retry (a fifth of it), and slack for a busy
+    # machine: a standby that waited for a live holder's lock would not get it at all.
+    assert took_s <= ttl_s + 4, took_s
     assert "took the lock" in second.log()
     ticks = _ticks(rclient)
     wait_for(lambda: _ticks(rclient) >= ticks + 3, 10, what="the pump to run again")
