@@ -92,8 +92,8 @@ class Stack:
         self.procs.append(proc.start())
         return proc
 
-    def beat(self, **overrides: str) -> stack.Proc:
-        proc = stack.beat(self.env(**overrides), self.tmp)
+    def beat(self, name: str = "beat", **overrides: str) -> stack.Proc:
+        proc = stack.beat(self.env(**overrides), self.tmp, name=name)
         self.procs.append(proc.start())
         return proc
 

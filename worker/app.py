@@ -63,6 +63,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
+        # One beat at a time: a second one waits on a lock in Redis (worker/beat.py).
+        "beat_scheduler": "worker.beat:LockedScheduler",
         "beat_schedule": {
             "pump": {
                 "task": tasks.PUMP,

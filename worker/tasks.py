@@ -13,6 +13,7 @@ from celery import Task, shared_task
 from eventfwd.core import task_names as names
 from eventfwd.core.connection import connect
 from eventfwd.core.ledger import Ledger
+from eventfwd.core.lock import RedisLock, run_alone
 from eventfwd.core.settings import Settings
 from worker import observability, replay
 from worker.delivery import Deliverer
@@ -104,11 +105,25 @@ def pump(self: Task) -> dict[str, Any]:
     return {"published": result.published, "reaped": result.reaped, "probes": result.probes}
 
 
+def _one_run_at_a_time(task: Task, ledger: Ledger, name: str) -> RedisLock:
+    """The lock that keeps a second run of `name` (a duplicated message, a second beat) out.
+
+    It lives as long as the task's hard time limit, at which the (prefork) pool kills a run,
+    so it cannot expire under a live run; a run killed otherwise frees it after that long.
+    """
+    ttl_s = float(task.app.conf.task_time_limit or 60)
+    return RedisLock(ledger.client, ledger.keys.lock(name), ttl_s=ttl_s)
+
+
 @shared_task(name=names.REPLAY, bind=True, ignore_result=True)
 def replay_dead_letters(self: Task) -> dict[str, int]:
     """Replay transient-class dead letters, up to the per-event replay cap."""
-    settings = _settings(self)
-    replayed, skipped = replay.replay_transient(process_state(settings).ledger)
+    ledger = process_state(_settings(self)).ledger
+    lock = _one_run_at_a_time(self, ledger, "replay")
+    counts = run_alone(lock, "dead-letter replay", lambda: replay.replay_transient(ledger))
+    if counts is None:
+        return {"replayed": 0, "skipped": 0, "runs_skipped": 1}
+    replayed, skipped = counts
     if replayed:
         log.info("replayed %d dead letter(s) (%d not eligible)", replayed, skipped)
     return {"replayed": replayed, "skipped": skipped}
@@ -118,5 +133,9 @@ def replay_dead_letters(self: Task) -> dict[str, int]:
 def enforce_dead_letter_retention(self: Task) -> dict[str, int]:
     """Trim dead letters over the age and count limits, exporting them first when configured."""
     settings = _settings(self)
-    result = enforce_retention(process_state(settings).ledger, settings)
+    ledger = process_state(settings).ledger
+    lock = _one_run_at_a_time(self, ledger, "retention")
+    result = run_alone(lock, "dead-letter retention", lambda: enforce_retention(ledger, settings))
+    if result is None:
+        return {"due": 0, "trimmed": 0, "exported": 0, "runs_skipped": 1}
     return {"due": result.due, "trimmed": result.trimmed, "exported": result.exported}

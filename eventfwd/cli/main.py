@@ -84,7 +84,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
-    """Run the scheduler: exactly one per fleet (`celery -A worker beat`)."""
+    """Run the scheduler (`celery -A worker beat`); a second one waits as a standby."""
     _celery(celery_args, "beat")
 
 

@@ -28,6 +28,9 @@ named here.
     {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate (lua/rate.lua)
     {p}:conc:{platform}  hash   the platform's adaptive in-flight cap (lua/concurrency.lua)
     {p}:pause:{platform} hash   an operator paused the platform (by, at_ms, reason)
+    {p}:lock:{name}      string a lock, JSON {token, host, pid, since_ms}, expiring: `beat` (the
+                                one beat that schedules; a second one waits), `replay` and
+                                `retention` (one run at a time); core/lock.py
     {queue}              list   the Celery (kombu) queue the messages go to
 """
 
@@ -119,3 +122,6 @@ class Keys:
 
     def pause(self, platform_id: str) -> str:
         return f"{self.prefix}:pause:{platform_id}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"

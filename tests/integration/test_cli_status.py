@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from eventfwd.cli.main import cli
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import Ledger
+from eventfwd.core.lock import RedisLock
 from eventfwd.core.settings import Settings
 from eventfwd.core.vocabulary import RescheduleKind
 from producers import EventProducer
@@ -167,9 +169,29 @@ def test_doctor_without_workers_reads_beat_from_its_heartbeat(
     assert status(checks, "beat") == "ok" and "last pump tick 0s ago" in checks["beat"][0]["detail"]
     for name in ("settings", "redis", "persistence", "clock", "moloco", "backlog", "retention"):
         assert status(checks, name) == "ok", checks[name]
+    assert status(checks, "beat-lock") == "warn"
+    assert checks["beat-lock"][0]["detail"].startswith("no beat holds eventfwd:lock:beat")
     record_beat_tick(rclient, Keys("eventfwd"), now_ms=int(time.time() * 1000) - 60_000)
     _code, checks = doctor(base_env, "--timeout", "0.3")
     assert status(checks, "beat") == "fail" and "1m ago" in checks["beat"][0]["detail"]
+
+
+def test_doctor_shows_which_beat_holds_the_lock(
+    base_env: dict[str, str], rclient: redis.Redis
+) -> None:
+    lock = RedisLock(rclient, "eventfwd:lock:beat", ttl_s=60)
+    assert lock.take()[0]
+    rclient.set(  # taken 2 minutes ago (by Redis's clock), as the holder's value records
+        "eventfwd:lock:beat",
+        json.dumps({"token": lock.token, "host": "beat-host-1", "pid": 4242,
+                    "since_ms": int(time.time() * 1000) - 120_000}),
+        keepttl=True,
+    )  # fmt: skip
+    _code, checks = doctor(base_env, "--timeout", "0.3")
+    assert status(checks, "beat-lock") == "ok"
+    assert checks["beat-lock"][0]["detail"] == (
+        "held by beat-host-1 (pid 4242) for 2m; any other beat waits as a standby"
+    )
 
 
 @pytest.fixture
@@ -194,7 +216,7 @@ def test_doctor_against_a_running_stack_finds_nothing_wrong(
 ) -> None:
     stack = make_stack()
     stack.worker()
-    stack.beat()
+    beat = stack.beat()
     env = {
         **stack.env(),
         "EVENTFWD_DEAD_LETTER_EXPORT_DIR": base_env["EVENTFWD_DEAD_LETTER_EXPORT_DIR"],
@@ -206,4 +228,7 @@ def test_doctor_against_a_running_stack_finds_nothing_wrong(
     assert {c["status"] for cs in checks.values() for c in cs} == {"ok"}
     assert checks["queues"][0]["detail"] == "eventfwd taken by 1, eventfwd.control taken by 1"
     assert checks["beat"][0]["detail"].startswith("last pump tick ")  # the heartbeat
+    assert checks["beat-lock"][0]["detail"].startswith(
+        f"held by {socket.gethostname()} (pid {beat.pid})"
+    )
     assert "answered HTTP 404" in checks["moloco"][0]["detail"]

@@ -51,12 +51,12 @@ def worker(env: dict[str, str], tmp: Path, *, name: str = "w1", concurrency: int
     return Proc(name, args, env, tmp / f"{name}.log")
 
 
-def beat(env: dict[str, str], tmp: Path) -> Proc:
+def beat(env: dict[str, str], tmp: Path, *, name: str = "beat") -> Proc:
     args = [
         sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", "INFO",
-        "--schedule", str(tmp / "beat-schedule"), "--pidfile", "",
+        "--schedule", str(tmp / f"{name}-schedule"), "--pidfile", "",
     ]  # fmt: skip
-    return Proc("beat", args, env, tmp / "beat.log")
+    return Proc(name, args, env, tmp / f"{name}.log")
 
 
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
