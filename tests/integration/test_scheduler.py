@@ -50,9 +50,7 @@ def test_events_enqueued_one_at_a_time_keep_many_posts_in_flight_in_one_process(
 ) -> None:  # type: ignore[no-untyped-def]
     sink.add_fault({"fault": "latency", "latency_ms": 400})
     stack = make_stack()
-    stack.worker(
-        concurrency=1, EVENTFWD_DELIVERY_THREADS="50", EVENTFWD_CONCURRENCY_INITIAL="50"
-    )
+    stack.worker(concurrency=1, EVENTFWD_DELIVERY_THREADS="50", EVENTFWD_CONCURRENCY_INITIAL="50")
     producer = EventProducer(settings=stack.settings())
     wait_for(lambda: rclient.zcard("eventfwd:engines") == 1, 20, what="the engine")
     ids = [producer.enqueue("acme", event) for event in sample_events(60)]  # one per "request"
@@ -164,9 +162,7 @@ def test_live_events_go_ahead_of_a_replay_of_ten_thousand_dead_letters(
     assert backlog(rclient, "acme") > 9_000  # the replay is still draining at its rate
 
 
-def test_a_worker_killed_mid_wave_loses_nothing(
-    make_stack, sink, rclient: redis.Redis
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_killed_mid_wave_loses_nothing(make_stack, sink, rclient: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     sink.add_fault({"fault": "latency", "latency_ms": 1500})
     stack = make_stack()
     producer = EventProducer(settings=stack.settings())
