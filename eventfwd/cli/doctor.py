@@ -29,6 +29,7 @@ from eventfwd.core import task_names as tasks
 from eventfwd.core.connection import redact_url
 from eventfwd.core.errors import ConfigError
 from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import ENGINE_TTL_MS
 from eventfwd.core.lock import read_holder
 from eventfwd.core.settings import Settings
 from worker.beat import beat_lock_key
@@ -258,7 +259,27 @@ class Doctor:
             status = "warn"
             detail += f" (events expire at {span(snap.max_event_age_s)})"
         yield Check("backlog", status, detail + f"; {snap.dead} dead letter(s)")
+        keys = Keys(self.settings.key_prefix)
+        engines = int(self.client.zcount(keys.engines, f"({snap.now_ms}", "+inf"))
+        ready = snap.total("ready")
+        if engines:
+            yield Check("engines", "ok", f"{engines} delivery engine(s) claiming; {ready} ready")
+        else:
+            yield Check(
+                "engines",
+                "fail" if ready else "warn",
+                f"no delivery engine has claimed in the last {ENGINE_TTL_MS // 1000}s"
+                + (f" and {ready} event(s) are ready: is a worker running?" if ready else ""),
+            )
         for p in snap.platforms:
+            if p.paused:
+                yield Check(
+                    "pause",
+                    "warn",
+                    f"{p.platform_id} is paused by {p.paused.get('by', '?')}"
+                    + (f" ({p.paused['reason']})" if p.paused.get("reason") else "")
+                    + f"; {p.backlog} event(s) wait for `eventfwd platform resume`",
+                )
             if p.circuit.get("state") == "open":
                 yield Check(
                     "circuit",
