@@ -33,6 +33,8 @@ for i = 6, #ARGV, 4 do
     redis.call('PEXPIRE', done, ttl)
     redis.call('DEL', ev)
     unlist(p, platform, id)
+    -- a late 2xx for an event dead-lettered meanwhile (its lease expired): it is delivered
+    redis.call('ZREM', key(p, 'dead'), id)
     if not delivered[platform] then
       order[#order + 1] = platform
       delivered[platform], rtt_sum[platform] = 0, 0

@@ -26,6 +26,8 @@ local now = now_ms()
 local events, wait, more = {}, idle_ms, 0
 
 redis.call('ZADD', key(p, 'engines'), now + engine_ttl, engine)
+-- forget engines that stopped claiming long ago (a restarted process takes a new id)
+redis.call('ZREMRANGEBYSCORE', key(p, 'engines'), '-inf', now - 60 * engine_ttl)
 local active = redis.call('ZRANGE', key(p, 'active'), 0, -1)
 local n = #active
 if n > 0 then
