@@ -1,6 +1,6 @@
 """`eventfwd dead replay|purge|retention`: change many dead letters, a page at a time.
 
-Each page is one atomic script, Ctrl-C is acted on between pages (see `eventfwd.cli.bulk`), and a
+Each page is one atomic script, Ctrl-C is acted on between pages (see `eventfwd.ops.bulk`), and a
 progress bar shows how far it got.
 """
 
@@ -20,9 +20,9 @@ from eventfwd.cli.base import (
     handle_errors,
     pass_context,
 )
-from eventfwd.cli.bulk import BulkResult, Pacer, Selection, purge_action, replay_action, run_pages
 from eventfwd.cli.format import describe, filter_options, make_filter, progress
 from eventfwd.core.records import DeadFilter
+from eventfwd.ops.bulk import BulkResult, Pacer, Selection, purge_action, replay_action, run_pages
 from worker.retention import enforce_retention
 
 

@@ -23,12 +23,12 @@ from celery import Celery
 
 from eventfwd.cli.base import EXIT_PROBLEM, Context, handle_errors, pass_context
 from eventfwd.cli.format import span
-from eventfwd.cli.snapshot import snapshot
 from eventfwd.core import task_names as tasks
 from eventfwd.core.connection import redact_url
 from eventfwd.core.errors import ConfigError
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
+from eventfwd.ops.snapshot import snapshot
 from worker.heartbeat import read_beat
 from worker.persistence import persistence_problems
 

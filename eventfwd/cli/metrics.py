@@ -3,7 +3,7 @@
 The counters live in Redis (`{p}:stats`, bumped by the ledger scripts), so one exporter shows
 the fleet however many workers there are, and a restart of the exporter loses nothing. Run one
 per fleet. A scrape costs a handful of round trips plus the backlog and dead-letter reads of
-`eventfwd.cli.snapshot` (bounded by `scan_limit`); answers are reused for `cache_s`.
+`eventfwd.ops.snapshot` (bounded by `scan_limit`); answers are reused for `cache_s`.
 
 Per platform (`{p}:pstats:{platform}`) the ledger also counts failures by status class
 (`failed:5xx`, `failed:4xx`, `failed:none` for no response) and dead letters by reason.
@@ -22,8 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from eventfwd.cli.base import Context, handle_errors, pass_context
-from eventfwd.cli.snapshot import SCAN_LIMIT, FleetStatus, snapshot
 from eventfwd.core.settings import Settings
+from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, snapshot
 
 # {p}:stats field -> (metric name without _total, help)
 COUNTERS = {

@@ -11,8 +11,8 @@ import click
 
 from eventfwd.cli.base import EXIT_NOT_FOUND, Context, fail, handle_errors, pass_context
 from eventfwd.cli.format import ago, iso, span, table
-from eventfwd.cli.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 from eventfwd.core.connection import redact_url
+from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 
 MINUTE_FIELDS = ("delivered", "failed", "retried", "throttled", "dead")
 
