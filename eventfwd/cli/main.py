@@ -22,6 +22,7 @@ from eventfwd.cli.metrics import metrics
 from eventfwd.cli.send import send
 from eventfwd.cli.spool import spool
 from eventfwd.cli.status import circuit, stats
+from eventfwd.cli.web import web
 from eventfwd.core.errors import ConfigError
 from eventfwd.core.settings import Settings, read_dotenv
 from eventfwd.devkit.dev import dev
@@ -94,5 +95,5 @@ def main() -> None:
 
 for command in (dead_replay, dead_purge, dead_retention):
     dead.add_command(command)
-for command in (dead, stats, circuit, doctor, metrics, send, dev, sink, spool):
+for command in (dead, stats, circuit, doctor, metrics, send, dev, sink, spool, web):
     cli.add_command(command)
