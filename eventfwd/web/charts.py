@@ -29,7 +29,7 @@ def line_chart(
         f'<text x="{pad_l}" y="{height - 4}" font-size="10">-{n} min</text>',
         f'<text x="{width - 30}" y="{height - 4}" font-size="10">now</text>',
     ]
-    legend_x = pad_l + 180
+    legend_x = width - 340
     for name, values in series.items():
         colour = COLOURS.get(name, "#1c7ed6")
         step = plot_w / max(1, n - 1)
