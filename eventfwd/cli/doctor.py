@@ -28,6 +28,7 @@ from eventfwd.core.connection import redact_url
 from eventfwd.core.errors import ConfigError
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
+from eventfwd.ops.platforms import read_pauses
 from eventfwd.ops.snapshot import snapshot
 from worker.heartbeat import read_beat
 from worker.persistence import persistence_problems
@@ -236,6 +237,18 @@ class Doctor:
             status = "warn"
             detail += f" (events expire at {span(snap.max_event_age_s)})"
         yield Check("backlog", status, detail + f"; {snap.dead} dead letter(s)")
+        pauses = read_pauses(
+            self.client, Keys(self.settings.key_prefix), [p.platform_id for p in snap.platforms]
+        )
+        for pid, pause in sorted(pauses.items()):
+            since = span((snap.now_ms - pause.at_ms) / 1000)
+            why = f": {pause.reason}" if pause.reason else ""
+            yield Check(
+                "paused",
+                "warn",
+                f"{pid} was paused by {pause.by} {since} ago{why}; nothing is sent to it "
+                f"(eventfwd platform resume {pid})",
+            )
         for p in snap.platforms:
             if p.circuit.get("state") == "open":
                 yield Check(

@@ -12,6 +12,8 @@ import click
 from eventfwd.cli.base import EXIT_NOT_FOUND, Context, fail, handle_errors, pass_context
 from eventfwd.cli.format import ago, iso, span, table
 from eventfwd.core.connection import redact_url
+from eventfwd.ops import platforms
+from eventfwd.ops.platforms import Pause
 from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 
 MINUTE_FIELDS = ("delivered", "failed", "retried", "throttled", "dead")
@@ -35,8 +37,9 @@ def _circuit(p: PlatformStatus, now_ms: int) -> str:
     return text
 
 
-def render(snap: FleetStatus, url: str) -> None:
-    """Print the snapshot for people."""
+def render(snap: FleetStatus, url: str, pauses: dict[str, Pause] | None = None) -> None:
+    """Print the snapshot for people (`pauses`: platforms an operator paused)."""
+    pauses = pauses or {}
     now = snap.now_ms
     click.echo(f"eventfwd at {iso(now)}  ({url})")
     click.echo(
@@ -77,10 +80,13 @@ def render(snap: FleetStatus, url: str) -> None:
                     _circuit(p, now),
                     f"{p.rate_per_s:.3g}/{p.rate_limit_per_s:g} per s"
                     + (" (paused)" if p.paused_until_ms else ""),
+                    f"PAUSED by {pz.by} {ago(pz.at_ms, now)}"
+                    if (pz := pauses.get(p.platform_id))
+                    else "-",
                 ]
                 for p in snap.platforms
             ],
-            ["PLATFORM", "BACKLOG", "DUE", "IN FLIGHT", "OLDEST", "CIRCUIT", "RATE"],
+            ["PLATFORM", "BACKLOG", "DUE", "IN FLIGHT", "OLDEST", "CIRCUIT", "RATE", "OPERATOR"],
         )
     totals = {k: v for k, v in snap.counters.items() if not k.startswith("dead:")}
     click.echo("\nall-time    " + " ".join(f"{k}={v}" for k, v in totals.items()))
@@ -109,15 +115,23 @@ def stats(
     try:
         while True:
             snap = snapshot(ctx.client, ctx.settings, scan_limit=scan_limit)
+            pauses = platforms.read_pauses(
+                ctx.client, ctx.ledger.keys, [p.platform_id for p in snap.platforms]
+            )
             if as_json:
                 doc = snap.as_dict()
+                for pid, d in doc["platforms"].items():
+                    pause = pauses.get(pid)
+                    d.setdefault("paused", pause is not None)
+                    d["paused_by"] = pause.by if pause else None
+                    d["paused_at"] = pause.at_ms if pause else None
                 click.echo(json.dumps(doc) if watch else json.dumps(doc, indent=2, sort_keys=True))
             else:
                 if watch and sys.stdout.isatty():
                     click.clear()
                 elif shown:
                     click.echo()
-                render(snap, url)
+                render(snap, url, pauses)
             shown += 1
             if not watch or (count is not None and shown >= count):
                 return
@@ -185,12 +199,8 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
     if platform and platform not in known:
         fail(f"unknown platform {platform} (known: {', '.join(known) or 'none'})", EXIT_NOT_FOUND)
     targets = [platform] if platform else known
-    now_ms = ctx.records.now_ms()
     for pid in targets:
-        ctx.client.hset(
-            ctx.ledger.keys.circuit(pid),
-            mapping={"state": "closed", "failures": 0, "closed_ms": now_ms},
-        )
+        platforms.reset_circuit(ctx.ledger, pid)
     click.echo(
         f"closed the circuit of {len(targets)} platform(s); "
         "parked events drain at the platform's rate"
