@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
 from eventfwd.core.ledger import Ledger
@@ -25,6 +26,14 @@ from tests.support.stack import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 MINUTE_MS = 60_000
+
+
+def text_of(browser: webdriver.Chrome, element_id: str) -> str:
+    """The element's text, or "" while the page is (re)loading (the job page refreshes itself)."""
+    try:
+        return str(browser.find_element(By.ID, element_id).text)
+    except WebDriverException:
+        return ""
 
 
 def rows(browser: webdriver.Chrome) -> list[str]:
@@ -177,7 +186,7 @@ def test_purge_asks_for_confirmation_then_deletes_exactly_the_filtered_set(
     served = console()
     browser.get(served.url + "/dead?" + urllib.parse.urlencode({"message": "PAGE_ID"}))
     browser.find_element(By.ID, "bulk-purge").click()
-    assert browser.find_element(By.ID, "confirm-count").text == "4"
+    wait_for(lambda: text_of(browser, "confirm-count") == "4", 10, what="the confirmation")
     sample = {
         r.find_element(By.TAG_NAME, "td").text
         for r in browser.find_elements(By.CSS_SELECTOR, "#sample tbody tr")
@@ -186,8 +195,8 @@ def test_purge_asks_for_confirmation_then_deletes_exactly_the_filtered_set(
     assert rclient.zcard("eventfwd:dead") == 6, "nothing may go before the confirmation"
     shot("purge-confirm")
     browser.find_element(By.ID, "confirm").click()
-    wait_for(lambda: browser.find_element(By.ID, "job-state").text == "done", 20, what="done")
-    assert browser.find_element(By.ID, "job-done").text == "4"
+    wait_for(lambda: text_of(browser, "job-state") == "done", 20, what="the purge done")
+    wait_for(lambda: text_of(browser, "job-done") == "4", 5, what="4 purged")
     assert sorted(rclient.zrange("eventfwd:dead", 0, -1)) == sorted(dead["other"])
     assert not any(rclient.exists(f"eventfwd:ev:{i}") for i in dead["page_id"])
 
