@@ -297,6 +297,22 @@ def report_circuit(
     )
 
 
+def report_operator_action(*, action: str, by: str, count: int, what: str, source: str) -> None:
+    """Report an operator's action (replay, purge, pause, ...) as info, grouped by action."""
+    if not _active():
+        return
+    _capture(
+        f"operator: {action} of {count} by {by} ({source})",
+        level="info",
+        fingerprint=["eventfwd", "operator", action],
+        tags={"eventfwd.action": action, "eventfwd.source": source},
+        context=(
+            "operator_action",
+            {"action": action, "by": by, "count": count, "what": what[:CONTEXT_MESSAGE_MAX_CHARS]},
+        ),
+    )
+
+
 def _tags(platform_id: str, reason: str, status: str, message: str) -> dict[str, str]:
     tags = {TAG_PLATFORM: platform_id, TAG_REASON: reason, TAG_STATUS: status or "none"}
     if message:

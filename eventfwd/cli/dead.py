@@ -14,6 +14,7 @@ from typing import IO, Any
 import click
 
 from eventfwd.cli.base import (
+    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_PROBLEM,
     Context,
@@ -35,6 +36,8 @@ from eventfwd.core.export import (
     parse_record,
 )
 from eventfwd.core.records import Envelope
+from eventfwd.ops import lookup
+from eventfwd.ops.bulk import Pacer, Selection, replay_action, run_pages
 
 
 @click.group()
@@ -86,22 +89,58 @@ def dead_list(ctx: Context, limit: int, as_json: bool, **filters: Any) -> None:
 @pass_context
 @handle_errors
 def dead_show(ctx: Context, event_id: str, as_json: bool) -> None:
-    """Show one event's whole record, its attempts (time, status, message, duration), its body."""
-    env = ctx.records.get(event_id)
+    """Show one event's whole record, its attempts (time, status, message, duration), its body.
+
+    Also for a waiting or in-flight event (with its next attempt time), and for one delivered
+    within EVENTFWD_DELIVERED_TTL_SECONDS: when, after how many attempts, status and round trip
+    (exit status 4, as it is no longer in the ledger).
+    """
+    found = lookup.find(ctx.client, ctx.ledger.keys, event_id)
+    env = found.envelope
     if env is None:
-        if ctx.records.delivered_recently(event_id):
-            fail(f"event {event_id} was delivered; it is no longer in the ledger", EXIT_NOT_FOUND)
+        if found.delivered is not None:
+            # exit 4 as before: it is no longer in the ledger, but here is what is known
+            _delivered(found, as_json)
+            sys.exit(EXIT_NOT_FOUND)
         fail(
             f"no event {event_id} in the ledger (delivered a while ago, purged, or never enqueued)",
             EXIT_NOT_FOUND,
         )
     if as_json:
-        click.echo(json.dumps(env.as_dict(), indent=2, ensure_ascii=False))
+        doc = env.as_dict()
+        doc["next_attempt_at"] = found.next_attempt_ms
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return
-    _show(env)
+    _show(env, found)
 
 
-def _show(env: Envelope) -> None:
+def _delivered(found: lookup.Found, as_json: bool) -> None:
+    d = found.delivered
+    assert d is not None
+    if as_json:
+        doc = {
+            "id": found.id,
+            "state": "delivered",
+            "delivered_at": d.delivered_ms,
+            "attempts": d.attempts,
+            "status": int(d.status) if d.status and d.status.isdigit() else None,
+            "rtt_ms": d.rtt_ms,
+            "platform_id": d.platform_id,
+            "enqueued_at": d.enqueued_ms,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if not d.detailed:
+        click.echo(f"event {found.id} was delivered (no details kept by the worker that sent it)")
+        return
+    click.echo(
+        f"event {found.id} was delivered to platform {d.platform_id or '?'} at "
+        f"{iso(d.delivered_ms)} ({ago(d.delivered_ms)}) after {d.attempts} attempt(s): "
+        f"HTTP {d.status or '?'} in {d.rtt_ms if d.rtt_ms is not None else '?'} ms"
+    )
+
+
+def _show(env: Envelope, found: lookup.Found) -> None:
     def line(name: str, value: Any) -> None:
         click.echo(f"{name:11} {value if value not in (None, '') else '-'}")
 
@@ -115,6 +154,8 @@ def _show(env: Envelope) -> None:
         ("attempts", f"{env.attempts} (replayed {env.replays} time(s))"),
     ):
         line(name, value)
+    when = found.next_attempt_ms
+    line("next", f"{iso(when)} ({found.next_attempt()})" if when else found.next_attempt())
     for name, ms in (
         ("event time", env.event_ms),
         ("enqueued", env.enqueued_ms),
@@ -142,15 +183,39 @@ def _show(env: Envelope) -> None:
     click.echo(json.dumps(env.event, indent=2, ensure_ascii=False))
 
 
+def _replay_imported(ctx: Context, ids: list[str]) -> None:
+    result = run_pages(
+        ctx.ledger,
+        Selection(ids=tuple(ids)),
+        replay_action(ctx.ledger),
+        pacer=Pacer(ctx.settings.rate_limit_per_s),
+        started_ms=ctx.records.now_ms(),
+    )
+    click.echo(f"replayed {result.done} of the {len(ids)} imported")
+    if result.interrupted:
+        fail(
+            "interrupted: the rest are imported dead letters (`dead replay` them)", EXIT_INTERRUPTED
+        )
+
+
 @dead.command("stats")
 @filter_options
+@click.option(
+    "--by",
+    "group_by",
+    type=click.Choice(["status", "message"]),
+    default="status",
+    show_default=True,
+    help="Groups of (platform, reason, status), or of those and Moloco's message.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 @handle_errors
-def dead_stats(ctx: Context, as_json: bool, **filters: Any) -> None:
-    """Count dead letters by platform, reason and last HTTP status."""
+def dead_stats(ctx: Context, group_by: str, as_json: bool, **filters: Any) -> None:
+    """Count dead letters by platform, reason and last HTTP status (and message)."""
     flt = make_filter(**filters)
-    s = ctx.records.dead_summary(flt)
+    by_message = group_by == "message"
+    s = ctx.records.dead_summary(flt, by_message=by_message)
     if as_json:
         doc = {
             "total": s.total,
@@ -178,6 +243,21 @@ def dead_stats(ctx: Context, as_json: bool, **filters: Any) -> None:
     ):
         click.echo(f"{title:12} " + "  ".join(f"{k}={v}" for k, v in counts.items()))
     click.echo()
+    if by_message:
+        table(
+            [
+                [
+                    g["platform_id"],
+                    g["reason"],
+                    str(g["status"] or "none"),
+                    str(g["count"]),
+                    " ".join((g["message"] or "-").split())[:80],
+                ]
+                for g in s.groups
+            ],
+            ["PLATFORM", "REASON", "STATUS", "COUNT", "MESSAGE"],
+        )
+        return
     table(
         [
             [g["platform_id"], g["reason"], str(g["status"] or "none"), str(g["count"])]
@@ -218,17 +298,23 @@ def dead_export(ctx: Context, file: str, limit: int | None, append: bool, **filt
 @click.option("--replace", is_flag=True, help="Overwrite dead letters with the same id.")
 @click.option("--no-validate", is_flag=True, help="Keep event bodies as they are (an archive).")
 @click.option("--dry-run", is_flag=True, help="Check the lines only; write nothing.")
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Replay what was imported at once (paced at EVENTFWD_RATE_LIMIT_PER_SECOND).",
+)
 @pass_context
 @handle_errors
 def dead_import(
-    ctx: Context, source: IO[str], replace: bool, no_validate: bool, dry_run: bool
+    ctx: Context, source: IO[str], replace: bool, no_validate: bool, dry_run: bool, replay: bool
 ) -> None:
     """Read dead letters from SOURCE (what `dead export` wrote) back into the ledger.
 
     Imported events are dead letters again, with their reason, history and times: replay them
-    with `eventfwd dead replay`. An id that is waiting, in flight or was delivered recently is
-    never touched. Each line is checked first (the event against Moloco's rules, unless
-    --no-validate); bad lines are reported by number and skipped. Exit status 1 when any was.
+    with `eventfwd dead replay`, or here with --replay. An id that is waiting, in flight or was
+    delivered recently is never touched. Each line is checked first (the event against Moloco's
+    rules, unless --no-validate); bad lines are reported by number and skipped. Exit status 1
+    when any was.
     """
     importer = Importer(ctx.client, ctx.ledger.keys)
     now_ms = int(time.time() * 1000) if dry_run else ctx.records.now_ms()
@@ -236,10 +322,14 @@ def dead_import(
     batch: list[ImportRow] = []
     refused = checked = 0
 
+    written: list[str] = []
+
     def flush() -> None:
         if batch and not dry_run:
-            for outcome in importer.write(batch, replace=replace):
+            for row, outcome in zip(batch, importer.write(batch, replace=replace), strict=True):
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                if outcome in (IMPORTED, REPLACED):
+                    written.append(row.id)
         batch.clear()
 
     for line, item in read_items(source):
@@ -271,5 +361,7 @@ def dead_import(
             f"refused {refused}"
             + "".join(f"; skipped {n}: {why}" for why, n in skipped.items() if n)
         )
+        if replay and written:
+            _replay_imported(ctx, written)
     if refused:
         sys.exit(EXIT_PROBLEM)

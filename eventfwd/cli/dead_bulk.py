@@ -1,6 +1,6 @@
 """`eventfwd dead replay|purge|retention`: change many dead letters, a page at a time.
 
-Each page is one atomic script, Ctrl-C is acted on between pages (see `eventfwd.cli.bulk`), and a
+Each page is one atomic script, Ctrl-C is acted on between pages (see `eventfwd.ops.bulk`), and a
 progress bar shows how far it got.
 """
 
@@ -20,10 +20,20 @@ from eventfwd.cli.base import (
     handle_errors,
     pass_context,
 )
-from eventfwd.cli.bulk import BulkResult, Pacer, Selection, purge_action, replay_action, run_pages
 from eventfwd.cli.format import describe, filter_options, make_filter, progress
 from eventfwd.core.records import DeadFilter
+from eventfwd.ops.bulk import BulkResult, Pacer, Selection, purge_action, replay_action, run_pages
 from worker.retention import enforce_retention
+
+
+def read_ids(source: IO[str]) -> list[str]:
+    """Ids one a line (the first word of each, so `dead list` output works too)."""
+    out = []
+    for line in source:
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            out.append(words[0])
+    return out
 
 
 def selection_options(func: Any) -> Any:
@@ -94,6 +104,11 @@ def _open_circuits(ctx: Context) -> list[str]:
     "[default: EVENTFWD_RATE_LIMIT_PER_SECOND]; 0: no pacing.",
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
+@click.option(
+    "--ids-from",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the ids from this file (- for stdin), one a line; blank lines and # skipped.",
+)
 @pass_context
 @handle_errors
 def dead_replay(
@@ -103,6 +118,7 @@ def dead_replay(
     limit: int | None,
     rate: float | None,
     dry_run: bool,
+    ids_from: IO[str] | None,
     **filters: Any,
 ) -> None:
     """Send dead letters again: same id, fresh attempts, at the platform's rate.
@@ -111,6 +127,10 @@ def dead_replay(
     the pump at each platform's send rate, behind live traffic. Ctrl-C stops between two pages:
     every event is either replayed or still a dead letter; run the command again to go on.
     """
+    if ids_from is not None:
+        ids = ids + tuple(read_ids(ids_from))
+        if not ids:
+            raise click.UsageError("--ids-from gave no ids")
     sel = _selection(ids, select_all, limit, filters)
     started_ms = ctx.records.now_ms()
     if dry_run:

@@ -24,7 +24,6 @@ from celery import Celery
 
 from eventfwd.cli.base import EXIT_PROBLEM, Context, handle_errors, pass_context
 from eventfwd.cli.format import span
-from eventfwd.cli.snapshot import snapshot
 from eventfwd.core import task_names as tasks
 from eventfwd.core.connection import redact_url
 from eventfwd.core.errors import ConfigError
@@ -32,6 +31,8 @@ from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import ENGINE_TTL_MS
 from eventfwd.core.lock import read_holder
 from eventfwd.core.settings import Settings
+from eventfwd.ops.platforms import read_pauses
+from eventfwd.ops.snapshot import snapshot
 from worker.beat import beat_lock_key
 from worker.heartbeat import read_beat
 from worker.persistence import persistence_problems
@@ -271,15 +272,19 @@ class Doctor:
                 f"no delivery engine has claimed in the last {ENGINE_TTL_MS // 1000}s"
                 + (f" and {ready} event(s) are ready: is a worker running?" if ready else ""),
             )
+        pauses = read_pauses(
+            self.client, Keys(self.settings.key_prefix), [p.platform_id for p in snap.platforms]
+        )
+        for pid, pause in sorted(pauses.items()):
+            since = span((snap.now_ms - pause.at_ms) / 1000)
+            why = f": {pause.reason}" if pause.reason else ""
+            yield Check(
+                "paused",
+                "warn",
+                f"{pid} was paused by {pause.by} {since} ago{why}; nothing is sent to it "
+                f"(eventfwd platform resume {pid})",
+            )
         for p in snap.platforms:
-            if p.paused:
-                yield Check(
-                    "pause",
-                    "warn",
-                    f"{p.platform_id} is paused by {p.paused.get('by', '?')}"
-                    + (f" ({p.paused['reason']})" if p.paused.get("reason") else "")
-                    + f"; {p.backlog} event(s) wait for `eventfwd platform resume`",
-                )
             if p.circuit.get("state") == "open":
                 yield Check(
                     "circuit",

@@ -9,47 +9,16 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from eventfwd.core.records import DEAD_REASONS, DeadFilter
+from eventfwd.ops.timefmt import ago, iso, now_ms, parse_when, span
 
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def iso(ms: int | None) -> str:
-    """Epoch milliseconds as UTC ISO 8601, to the second; '-' for none."""
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def span(seconds: float) -> str:
-    """A duration for people: 45s, 12m, 3h 20m, 2d 4h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m" + (f" {s % 60}s" if s < 600 and s % 60 else "")
-    if s < 86400:
-        return f"{s // 3600}h" + (f" {s % 3600 // 60}m" if s % 3600 // 60 else "")
-    return f"{s // 86400}d" + (f" {s % 86400 // 3600}h" if s % 86400 // 3600 else "")
-
-
-def ago(ms: int | None, now: int | None = None) -> str:
-    if not ms:
-        return "-"
-    return span(((now or now_ms()) - ms) / 1000) + " ago"
+__all__ = ["ago", "iso", "now_ms", "parse_when", "span"]
 
 
 class _NoBar:
@@ -72,26 +41,6 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     for row in [headers, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
-
-
-def parse_when(text: str, now: int | None = None) -> int:
-    """`--since`/`--until` text as epoch milliseconds; ValueError says what is accepted."""
-    text = text.strip()
-    age = _AGE.match(text)
-    if age:
-        return (now or now_ms()) - int(float(age.group(1)) * _UNIT_S[age.group(2)] * 1000)
-    if text.isdigit():
-        return int(text)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a time: use an age (15m, 2h, 7d), a UTC date and time "
-            "(2025-01-31, 2025-01-31T12:00), or epoch milliseconds"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
 
 
 class When(click.ParamType):
@@ -119,7 +68,7 @@ class StatusPattern(click.ParamType):
 
 
 def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --platform, --reason, --status, --since and --until (a `DeadFilter` as `flt`)."""
+    """Add --platform, --reason, --status, --since, --until, --message and --grep."""
     options = [
         click.option(
             "--platform", "platforms", multiple=True, help="Only this platform (repeatable)."
@@ -140,6 +89,16 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--since", type=When(), help="Dead at or after: 2h, 7d, 2025-01-31T12:00."),
         click.option("--until", type=When(), help="Dead at or before (same forms)."),
+        click.option(
+            "--message",
+            metavar="TEXT",
+            help="Only those whose Moloco message contains TEXT (any case).",
+        ),
+        click.option(
+            "--grep",
+            metavar="TEXT",
+            help="Only those whose event body (JSON as sent) contains TEXT (exact case).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -152,6 +111,8 @@ def make_filter(
     statuses: tuple[str, ...],
     since: int | None,
     until: int | None,
+    message: str | None = None,
+    grep: str | None = None,
 ) -> DeadFilter:
     if since is not None and until is not None and since > until:
         raise click.BadParameter("--since is after --until", param_hint="'--since'")
@@ -161,6 +122,8 @@ def make_filter(
         statuses=frozenset(statuses),
         since_ms=since,
         until_ms=until,
+        message=message or None,
+        grep=grep or None,
     )
 
 
@@ -177,4 +140,8 @@ def describe(flt: DeadFilter) -> str:
         parts.append("dead since " + iso(flt.since_ms))
     if flt.until_ms is not None:
         parts.append("dead until " + iso(flt.until_ms))
+    if flt.message:
+        parts.append(f"message containing {flt.message!r}")
+    if flt.grep:
+        parts.append(f"body containing {flt.grep!r}")
     return ", ".join(parts) or "every dead letter"

@@ -1,8 +1,9 @@
 """`eventfwd`: the operator's command line.
 
-The commands live with their concern (`dead`, `dead_bulk`, `status`, `doctor`, `metrics`, `send`,
-`spool`, and the dev kit's `dev` and `sink`); this module builds the group, its shared options and
-the settings, and registers every command explicitly (no command attaches itself on import).
+The commands live with their concern (`dead`, `dead_bulk`, `status`, `platform`, `doctor`,
+`metrics`, `send`, `spool`, `web`, and the dev kit's `dev` and `sink`); this module builds the
+group, its shared options and the settings, and registers every command explicitly (no command
+attaches itself on import).
 Exit codes are listed in `eventfwd.cli.base`.
 """
 
@@ -19,9 +20,11 @@ from eventfwd.cli.dead import dead
 from eventfwd.cli.dead_bulk import dead_purge, dead_replay, dead_retention
 from eventfwd.cli.doctor import doctor
 from eventfwd.cli.metrics import metrics
+from eventfwd.cli.platform import platform
 from eventfwd.cli.send import send
 from eventfwd.cli.spool import spool
 from eventfwd.cli.status import circuit, stats
+from eventfwd.cli.web import web
 from eventfwd.core.errors import ConfigError
 from eventfwd.core.settings import Settings, read_dotenv
 from eventfwd.devkit.dev import dev
@@ -94,5 +97,5 @@ def main() -> None:
 
 for command in (dead_replay, dead_purge, dead_retention):
     dead.add_command(command)
-for command in (dead, stats, circuit, doctor, metrics, send, dev, sink, spool):
+for command in (dead, stats, circuit, platform, doctor, metrics, send, dev, sink, spool, web):
     cli.add_command(command)

@@ -3,7 +3,7 @@
 The counters live in Redis (`{p}:stats`, bumped by the ledger scripts), so one exporter shows
 the fleet however many workers there are, and a restart of the exporter loses nothing. Run one
 per fleet. A scrape costs a handful of round trips plus the backlog and dead-letter reads of
-`eventfwd.cli.snapshot` (bounded by `scan_limit`); answers are reused for `cache_s`.
+`eventfwd.ops.snapshot` (bounded by `scan_limit`); answers are reused for `cache_s`.
 
 Per platform (`{p}:pstats:{platform}`) the ledger also counts failures by status class
 (`failed:5xx`, `failed:4xx`, `failed:none` for no response) and dead letters by reason.
@@ -22,8 +22,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from eventfwd.cli.base import Context, handle_errors, pass_context
-from eventfwd.cli.snapshot import SCAN_LIMIT, FleetStatus, snapshot
+from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
+from eventfwd.ops.platforms import read_pauses
+from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, snapshot
 
 # {p}:stats field -> (metric name without _total, help)
 COUNTERS = {
@@ -89,7 +91,28 @@ class LedgerCollector(Collector):
         yield from _backlog(snap)
         yield from _dead(snap)
         yield from _platforms(snap)
+        yield from self._paused(snap)
         yield from _fleet(snap)
+
+    def _paused(self, snap: FleetStatus) -> Iterator[Metric]:
+        pids = [p.platform_id for p in snap.platforms]
+        pauses = read_pauses(self.client, Keys(self.settings.key_prefix), pids)
+        paused = GaugeMetricFamily(
+            "eventfwd_platform_paused",
+            "1 while an operator has paused the platform (`eventfwd platform pause`).",
+            labels=["platform"],
+        )
+        paused_s = GaugeMetricFamily(
+            "eventfwd_platform_paused_seconds",
+            "How long the platform has been paused by hand (0 when not).",
+            labels=["platform"],
+        )
+        for pid in pids:
+            pause = pauses.get(pid)
+            paused.add_metric([pid], 1 if pause else 0)
+            since_s = max(0.0, (snap.now_ms - pause.at_ms) / 1000) if pause else 0.0
+            paused_s.add_metric([pid], since_s)
+        yield from (paused, paused_s)
 
 
 def _counters(snap: FleetStatus) -> Iterator[Metric]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from typing import Any
@@ -12,12 +11,10 @@ import click
 
 from eventfwd.cli.base import EXIT_NOT_FOUND, Context, fail, handle_errors, pass_context
 from eventfwd.cli.format import ago, iso, span, table
-from eventfwd.cli.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 from eventfwd.core.connection import redact_url
-from eventfwd.core.vocabulary import CircuitReason
-from worker.observability import report_circuit
-
-log = logging.getLogger(__name__)
+from eventfwd.ops import platforms
+from eventfwd.ops.platforms import Pause
+from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 
 MINUTE_FIELDS = ("delivered", "failed", "retried", "throttled", "dead")
 
@@ -40,8 +37,9 @@ def _circuit(p: PlatformStatus, now_ms: int) -> str:
     return text
 
 
-def render(snap: FleetStatus, url: str) -> None:
-    """Print the snapshot for people."""
+def render(snap: FleetStatus, url: str, pauses: dict[str, Pause] | None = None) -> None:
+    """Print the snapshot for people (`pauses`: platforms an operator paused)."""
+    pauses = pauses or {}
     now = snap.now_ms
     click.echo(f"eventfwd at {iso(now)}  ({url})")
     click.echo(
@@ -82,12 +80,24 @@ def render(snap: FleetStatus, url: str) -> None:
                     span(a) if (a := snap.oldest_pending_age_s(p)) is not None else "-",
                     _circuit(p, now),
                     f"{p.rate_per_s:.3g}/{p.rate_limit_per_s:g} per s"
-                    + (" (429 pause)" if p.paused_until_ms else "")
-                    + (f" PAUSED by {p.paused.get('by', '?')}" if p.paused else ""),
+                    + (" (429 pause)" if p.paused_until_ms else ""),
+                    f"PAUSED by {pz.by} {ago(pz.at_ms, now)}"
+                    if (pz := pauses.get(p.platform_id))
+                    else "-",
                 ]
                 for p in snap.platforms
             ],
-            ["PLATFORM", "BACKLOG", "READY", "IN FLIGHT", "CAP", "OLDEST", "CIRCUIT", "RATE"],
+            [
+                "PLATFORM",
+                "BACKLOG",
+                "READY",
+                "IN FLIGHT",
+                "CAP",
+                "OLDEST",
+                "CIRCUIT",
+                "RATE",
+                "OPERATOR",
+            ],
         )
     totals = {k: v for k, v in snap.counters.items() if not k.startswith("dead:")}
     click.echo("\nall-time    " + " ".join(f"{k}={v}" for k, v in totals.items()))
@@ -116,15 +126,23 @@ def stats(
     try:
         while True:
             snap = snapshot(ctx.client, ctx.settings, scan_limit=scan_limit)
+            pauses = platforms.read_pauses(
+                ctx.client, ctx.ledger.keys, [p.platform_id for p in snap.platforms]
+            )
             if as_json:
                 doc = snap.as_dict()
+                for pid, d in doc["platforms"].items():
+                    pause = pauses.get(pid)
+                    d.setdefault("paused", pause is not None)
+                    d["paused_by"] = pause.by if pause else None
+                    d["paused_at"] = pause.at_ms if pause else None
                 click.echo(json.dumps(doc) if watch else json.dumps(doc, indent=2, sort_keys=True))
             else:
                 if watch and sys.stdout.isatty():
                     click.clear()
                 elif shown:
                     click.echo()
-                render(snap, url)
+                render(snap, url, pauses)
             shown += 1
             if not watch or (count is not None and shown >= count):
                 return
@@ -192,10 +210,7 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
     if platform and platform not in known:
         fail(f"unknown platform {platform} (known: {', '.join(known) or 'none'})", EXIT_NOT_FOUND)
     targets = [platform] if platform else known
-    closed = [pid for pid in targets if ctx.ledger.reset_circuit(pid)]
-    for pid in closed:
-        log.warning("platform=%s circuit closed: reset by an operator", pid)
-        report_circuit(platform_id=pid, opened=False, reason=CircuitReason.RESET)
+    closed = [pid for pid in targets if platforms.reset_circuit(ctx.ledger, pid)]
     click.echo(
         f"closed the circuit of {len(closed)} platform(s) ({len(targets) - len(closed)} were not "
         "open); parked events drain at the platform's rate"

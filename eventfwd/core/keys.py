@@ -14,6 +14,8 @@ named here.
     {p}:engines          zset   delivery engine id -> alive until ms
     {p}:wake             string a Celery wake-up is pending (expires)
     {p}:platforms        set    platforms with anything in the ledger (the pump's walk)
+    {p}:seen             zset   platform -> its last enqueue ms (operators' views list recent
+                                ones; entries older than 30 days are dropped by the pump)
     {p}:dead             zset   id -> dead_at ms (the envelope keeps state "dead" and the reason)
     {p}:done:{id}        hash   delivery record (delivered_ms, attempts, status, rtt_ms, platform,
                                 enqueued_ms), expires; also stops duplicate sends
@@ -96,6 +98,10 @@ class Keys:
 
     def inflight(self, platform_id: str) -> str:
         return f"{self.prefix}:inflight:{platform_id}"
+
+    @property
+    def seen(self) -> str:
+        return f"{self.prefix}:seen"
 
     @property
     def active(self) -> str:

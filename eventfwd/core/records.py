@@ -23,8 +23,8 @@ PAGE = 500
 # Every reason a dead letter can carry.
 DEAD_REASONS = tuple(reason.value for reason in DeadReason)
 
-# What a dead-letter filter and a summary need of an envelope (HMGET, not the whole body).
-_ROW_FIELDS = ("state", "platform", "reason", "last_status", "dead_ms")
+# What a dead-letter filter and a summary need of an envelope (HMGET; the body only for --grep).
+_ROW_FIELDS = ("state", "platform", "reason", "last_status", "dead_ms", "last_message")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,8 @@ class DeadRow:
     reason: str
     status: str  # the last HTTP status as text; "" when there was none (timeout, no answer)
     dead_ms: int
+    message: str = ""  # Moloco's message (truncated as stored)
+    body: str = ""  # the event as sent; read only when a filter searches it
 
 
 def status_matches(status: str, pattern: str) -> bool:
@@ -86,11 +88,17 @@ class DeadFilter:
     statuses: frozenset[str] = frozenset()  # patterns for `status_matches`
     since_ms: int | None = None  # dead at or after
     until_ms: int | None = None  # dead at or before
+    message: str | None = None  # substring of Moloco's message, any case
+    grep: str | None = None  # substring of the event body as sent, exact case
 
     def matches(self, row: DeadRow) -> bool:
         if self.platforms and row.platform_id not in self.platforms:
             return False
         if self.reasons and row.reason not in self.reasons:
+            return False
+        if self.message and self.message.casefold() not in row.message.casefold():
+            return False
+        if self.grep and self.grep not in row.body:
             return False
         return not self.statuses or any(status_matches(row.status, p) for p in self.statuses)
 
@@ -203,16 +211,20 @@ class Records:
             if len(rows) < want and len(unseen) <= page:
                 return
 
-    def dead_rows(self, ids: list[str]) -> list[DeadRow]:
-        """Light rows of those `ids` that are dead letters, in order."""
+    def dead_rows(self, ids: list[str], *, with_body: bool = False) -> list[DeadRow]:
+        """Light rows of those `ids` that are dead letters, in order (`with_body`: and bodies)."""
+        fields = (*_ROW_FIELDS, "body") if with_body else _ROW_FIELDS
         pipe = self.client.pipeline(transaction=False)
         for event_id in ids:
-            pipe.hmget(self.keys.event(event_id), _ROW_FIELDS)
+            pipe.hmget(self.keys.event(event_id), fields)
         out = []
         for event_id, values in zip(ids, pipe.execute(), strict=True):
-            state, platform, reason, status, dead_ms = (_s(v) if v else "" for v in values)
+            state, platform, reason, status, dead_ms, message, *body = (
+                _s(v) if v else "" for v in values
+            )
             if state == "dead":
-                out.append(DeadRow(event_id, platform, reason, status, _int(dead_ms)))
+                row = DeadRow(event_id, platform, reason, status, _int(dead_ms), message)
+                out.append(dataclasses.replace(row, body=body[0]) if body else row)
         return out
 
     def dead_row_pages(
@@ -226,7 +238,8 @@ class Records:
         flt = flt or DeadFilter()
         high = _min_opt(flt.until_ms, until_ms)
         for ids in self.dead_id_pages(flt.since_ms, high, page=page):
-            yield [row for row in self.dead_rows(ids) if flt.matches(row)]
+            rows = self.dead_rows(ids, with_body=bool(flt.grep))
+            yield [row for row in rows if flt.matches(row)]
 
     def dead_letters(
         self,
@@ -253,19 +266,25 @@ class Records:
                     return
 
     def dead_summary(
-        self, flt: DeadFilter | None = None, *, limit: int | None = None
+        self, flt: DeadFilter | None = None, *, limit: int | None = None, by_message: bool = False
     ) -> DeadSummary:
-        """Count the dead letters `flt` selects by platform, reason and status (scan `limit`)."""
+        """Count the dead letters `flt` selects by platform, reason and status (scan `limit`).
+
+        `by_message`: the groups are (platform, reason, status, Moloco's message).
+        """
         groups: Counter[tuple[str, str, str]] = Counter()
+        messages: Counter[tuple[str, str, str, str]] = Counter()
         oldest: int | None = None
         newest: int | None = None
         scanned, complete = 0, True
         flt = flt or DeadFilter()
         for ids in self.dead_id_pages(flt.since_ms, flt.until_ms):
-            for row in self.dead_rows(ids):
+            for row in self.dead_rows(ids, with_body=bool(flt.grep)):
                 if not flt.matches(row):
                     continue
                 groups[(row.platform_id, row.reason, row.status)] += 1
+                if by_message:
+                    messages[(row.platform_id, row.reason, row.status, row.message)] += 1
                 oldest = row.dead_ms if oldest is None else min(oldest, row.dead_ms)
                 newest = row.dead_ms if newest is None else max(newest, row.dead_ms)
             scanned += len(ids)
@@ -292,6 +311,17 @@ class Records:
                     "count": n,
                 }
                 for (p, r, s), n in sorted(groups.items())
+            ]
+            if not by_message
+            else [
+                {
+                    "platform_id": p,
+                    "reason": r,
+                    "status": int(s) if s.isdigit() else None,
+                    "message": m,
+                    "count": n,
+                }
+                for (p, r, s, m), n in sorted(messages.items(), key=lambda kv: (-kv[1], kv[0]))
             ],
             oldest_dead_ms=oldest,
             newest_dead_ms=newest,
@@ -306,8 +336,16 @@ class Records:
 
     # -- fleet -------------------------------------------------------------------------------
 
-    def platforms(self) -> list[str]:
-        return sorted(_s(p) for p in self.client.smembers(self.keys.platforms))
+    def platforms(self, *, seen_within_s: float = 7 * 86400) -> list[str]:
+        """Platforms with anything in the ledger, and those that enqueued in the last days (the
+        pump forgets a platform with nothing waiting; people still want to see it)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(self.keys.platforms)
+        pipe.time()
+        waiting, (seconds, _micros) = pipe.execute()
+        since_ms = (int(seconds) - seen_within_s) * 1000
+        recent = self.client.zrangebyscore(self.keys.seen, since_ms, "+inf")
+        return sorted({_s(p) for p in waiting} | {_s(p) for p in recent})
 
     def stats(self) -> dict[str, Any]:
         """Backlog, dead letters and counters, fleet-wide and per platform."""

@@ -153,6 +153,10 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", _positive_float),
     "DEAD_LETTER_MAX_COUNT": ("dead_letter_max_count", _positive_int),
     "DEAD_LETTER_EXPORT_DIR": ("dead_letter_export_dir", _text),
+    "WEB_HOST": ("web_host", _text),
+    "WEB_PORT": ("web_port", _positive_int),
+    "WEB_SECRET": ("web_secret", _text),
+    "WEB_READ_ONLY": ("web_read_only", _bool),
 }
 
 
@@ -198,6 +202,11 @@ class Settings:
     dead_letter_retention_days: float = 30.0
     dead_letter_max_count: int = 1_000_000
     dead_letter_export_dir: str | None = None
+    # `eventfwd web`: loopback unless a secret guards it (eventfwd/web/server.py)
+    web_host: str = "127.0.0.1"
+    web_port: int = 8640
+    web_secret: str | None = field(default=None, repr=False)
+    web_read_only: bool = False
     platforms: Mapping[str, PlatformOverride] = field(default_factory=dict)
 
     @classmethod
@@ -253,6 +262,8 @@ class Settings:
             )
         if self.retry_max_s < self.retry_base_s:
             raise ConfigError("EVENTFWD_RETRY_MAX_SECONDS must be >= EVENTFWD_RETRY_BASE_SECONDS")
+        if self.web_secret is not None and len(self.web_secret) < 16:
+            raise ConfigError("EVENTFWD_WEB_SECRET must be at least 16 characters")
         if self.lease_s <= self.http_timeout_s * 2:
             raise ConfigError(
                 "EVENTFWD_LEASE_SECONDS must be more than twice EVENTFWD_HTTP_TIMEOUT_SECONDS, "
@@ -290,7 +301,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("moloco_api_key", "hash_pepper"):
+            if f.name in ("moloco_api_key", "hash_pepper", "web_secret"):
                 value = "<set>" if value else None
             elif f.name == "platforms":
                 value = {

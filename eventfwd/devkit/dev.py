@@ -1,8 +1,9 @@
 """`eventfwd dev`: the whole stack on one machine, with nothing to configure.
 
-Starts a private redis-server (AOF on, data under `--dir`), the fake Moloco sink, one worker and
-beat; enqueues a sample of every event type plus a few the sink refuses; shows progress and a
-summary with the commands to inspect the dead letters. Ctrl-C stops everything it started.
+Starts a private redis-server (AOF on, data under `--dir`), the fake Moloco sink, one worker,
+beat and the web console (`eventfwd web`, on loopback); enqueues a sample of every event type
+plus a few the sink refuses; shows progress and a summary with the console's URL and the
+commands to inspect the dead letters. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,29 @@ def managed_process(
                 proc.wait()
 
 
+def _console_port(wanted: int) -> int:
+    """`wanted` when it is free on loopback, else any free port."""
+    for port in (wanted, 0):
+        with contextlib.closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _wait_for_console(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 15) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url + "static/console.css", timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 def _celery(what: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker", what, "--loglevel", "INFO", *extra]
 
@@ -102,8 +128,15 @@ def _progress(records: Records, total: int, timeout_s: float, before: int) -> di
 @click.option(
     "--timeout", "timeout_s", default=120.0, show_default=True, help="Seconds to wait for delivery."
 )
-def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> None:
-    """Run redis-server, the fake Moloco sink, a worker and beat locally, and send a sample."""
+@click.option(
+    "--web-port",
+    default=8640,
+    show_default=True,
+    help="Port of the web console on 127.0.0.1 (another free one when taken).",
+)
+def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float, web_port: int) -> None:
+    """Run redis-server, the fake Moloco sink, a worker, beat and the web console locally, and
+    send a sample."""
     from eventfwd.devkit.sink.server import SinkServer
 
     data_dir = data_dir.resolve()
@@ -120,6 +153,8 @@ def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> N
     # Show the failure paths too: a short outage of the sink, and a platform it always refuses.
     sink.add_fault({"fault": 503, "count": 5, "platform": PLATFORM})
     sink.add_fault({"fault": 400, "platform": REFUSED_PLATFORM, "message": "missing page_id"})
+    port = _console_port(web_port)
+    console_url = f"http://127.0.0.1:{port}/"
     interrupted = False
 
     def on_sigterm(*_: Any) -> None:
@@ -138,14 +173,25 @@ def dev(data_dir: Path, count: int, exit_when_done: bool, timeout_s: float) -> N
                 env,
                 data_dir / "beat.log",
             ),
+            managed_process(
+                [sys.executable, "-m", "eventfwd.cli", "web", "--port", str(port)],
+                env,
+                data_dir / "web.log",
+            ) as console,
         ):
-            click.echo(f"worker + beat running (logs: {data_dir}/worker.log, beat.log)\n")
+            click.echo(f"worker + beat running (logs: {data_dir}/worker.log, beat.log)")
+            if _wait_for_console(console_url, console):
+                click.echo(f"web console   {console_url}  (log: {data_dir / 'web.log'})\n")
+            else:
+                click.echo(f"web console did not start; see {data_dir / 'web.log'}\n")
             settings = Settings.from_mapping(env)
             records = Records(connect(settings.redis_url), Keys(settings.key_prefix))
             before = records.stats()["counters"].get("delivered", 0)
             _send_samples(settings, count)
             snap = _progress(records, count + 3, timeout_s, before)
             _summary(records, snap, redis_server.url, before, running=not exit_when_done)
+            if not exit_when_done:
+                click.echo(f"\nor open the console: {console_url}")
             if not exit_when_done:
                 click.echo(
                     "\nThe stack keeps running; Ctrl-C stops everything eventfwd dev started."

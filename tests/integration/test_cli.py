@@ -257,3 +257,5 @@ def test_eventfwd_dev_delivers_the_sample_and_shows_the_dead_letters(tmp_path: P
     assert "dead letters: 3" in proc.stdout
     assert "rejected  HTTP 400: missing page_id" in proc.stdout
     assert "eventfwd dead list" in proc.stdout
+    # the console answered before its URL was printed
+    assert "web console   http://127.0.0.1:" in proc.stdout

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from eventfwd.cli import bulk
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.settings import Settings
+from eventfwd.ops import bulk
 from tests.integration.test_cli import dead_record, import_dead, run
 from tests.support.stack import ROOT, wait_for
 from worker.retention import enforce_retention

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from eventfwd.cli.bulk import Pacer, held_interrupts
+from eventfwd.ops.bulk import Pacer, held_interrupts
 
 
 def test_pages_are_as_big_as_one_second_at_the_rate() -> None:

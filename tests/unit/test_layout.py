@@ -1,6 +1,6 @@
-"""The layout shows the architecture: imports run one way (core <- producers <- worker <- cli;
-the dev kit uses core and producers), and nothing but `eventfwd`, `producers` and `worker` is
-installed at the top level."""
+"""The layout shows the architecture: imports run one way (core <- producers <- worker <- ops
+<- web <- cli; the dev kit uses core and producers), and nothing but `eventfwd`, `producers`
+and `worker` is installed at the top level."""
 
 from __future__ import annotations
 
@@ -18,7 +18,18 @@ ALLOWED = {
     "producers": {"eventfwd.core", "producers"},
     "worker": {"eventfwd.core", "producers", "worker"},
     "eventfwd.devkit": {"eventfwd.core", "producers", "eventfwd.devkit"},
-    "eventfwd.cli": {"eventfwd.core", "producers", "worker", "eventfwd.devkit", "eventfwd.cli"},
+    # operator read/act models, shared by the CLI and the web console
+    "eventfwd.ops": {"eventfwd.core", "producers", "worker", "eventfwd.ops"},
+    "eventfwd.web": {"eventfwd.core", "producers", "worker", "eventfwd.ops", "eventfwd.web"},
+    "eventfwd.cli": {
+        "eventfwd.core",
+        "producers",
+        "worker",
+        "eventfwd.devkit",
+        "eventfwd.ops",
+        "eventfwd.web",
+        "eventfwd.cli",
+    },
 }
 ROOMS = sorted(ALLOWED, key=len, reverse=True)
 
@@ -79,6 +90,8 @@ def test_the_rules_catch_a_wrong_way_import(tmp_path: Path) -> None:
     assert room_of("worker.delivery") not in ALLOWED["eventfwd.core"]
     assert room_of("eventfwd.cli.main") not in ALLOWED["eventfwd.devkit"]
     assert room_of("eventfwd.core.ledger") in ALLOWED["producers"]
+    assert room_of("eventfwd.cli.dead") not in ALLOWED["eventfwd.ops"]
+    assert room_of("eventfwd.web.app") not in ALLOWED["eventfwd.ops"]
 
 
 def test_only_the_project_names_are_installed_at_the_top_level() -> None:

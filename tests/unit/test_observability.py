@@ -344,3 +344,20 @@ def test_check_in_headers_are_rebuilt_so_a_shared_options_dict_never_goes_stale(
     monitor.prepare(pump, 1.0)
     assert "sentry-monitor-check-in-id" in headers_then
     assert "sentry-monitor-check-in-id" not in pump.options["headers"]
+
+
+def test_an_operator_action_is_logged_and_reported_once_grouped_by_action(
+    captured: CaptureTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    from eventfwd.ops.audit import record_action
+
+    with caplog.at_level("INFO", logger="eventfwd.audit"):
+        record_action("dead.purge", by="alice", count=4, what="message 'page_id'", source="web")
+    sentry_sdk.flush()
+    (event,) = captured.items("event")
+    assert event["level"] == "info"
+    assert event["fingerprint"] == ["eventfwd", "operator", "dead.purge"]
+    assert event["contexts"]["operator_action"]["count"] == 4
+    assert event["tags"]["eventfwd.source"] == "web"
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "eventfwd.audit"]
+    assert "action=dead.purge by=alice count=4 source=web" in line

@@ -24,6 +24,7 @@ for i = 5, #ARGV, 4 do
     if parked[platform] == nil then
       parked[platform] = circuit_is_open(p, platform)
       redis.call('SADD', key(p, 'platforms'), platform)
+      redis.call('ZADD', key(p, 'seen'), now, platform)
       zadds[platform] = {}
     end
     if parked[platform] then

@@ -103,6 +103,8 @@ for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
   end
 end
 
+-- operators' views list platforms seen in the last days; forget the long silent ones
+redis.call('ZREMRANGEBYSCORE', key(p, 'seen'), '-inf', now - 30 * 86400000)
 if any_ready and redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
     and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
   publish(p, queue, task, {}, true)

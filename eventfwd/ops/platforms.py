@@ -1,0 +1,65 @@
+"""Operator actions on a platform, shared by `eventfwd platform|circuit` and the console.
+
+Pause and resume go through the ledger (`Ledger.pause_platform`, `Ledger.resume_platform`): while
+a platform is paused its events are kept and not sent; on resume they drain at its rate. The
+state is the hash `{p}:pause:{platform}` (by, at_ms, reason), read here for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import Ledger
+from eventfwd.core.vocabulary import CircuitReason
+from worker.observability import report_circuit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    by: str
+    at_ms: int
+    reason: str
+
+
+def read_pauses(client: redis.Redis, keys: Keys, platforms: list[str]) -> dict[str, Pause]:
+    """The paused platforms among `platforms` (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for pid in platforms:
+        pipe.hgetall(keys.pause(pid))
+    out = {}
+    for pid, raw in zip(platforms, pipe.execute(), strict=True):
+        if raw:
+            h = {_s(k): _s(v) for k, v in raw.items()}
+            out[pid] = Pause(h.get("by", "?"), int(float(h.get("at_ms") or 0)), h.get("reason", ""))
+    return out
+
+
+def pause(ledger: Ledger, platform_id: str, *, by: str, reason: str = "") -> bool:
+    """Pause a platform; True when it was not paused."""
+    return ledger.pause_platform(platform_id, by=by, reason=reason)
+
+
+def resume(ledger: Ledger, platform_id: str, *, by: str) -> bool:
+    """Resume a paused platform; True when it was paused."""
+    return ledger.resume_platform(platform_id, by=by)
+
+
+def reset_circuit(ledger: Ledger, platform_id: str) -> bool:
+    """Close a platform's circuit (its parked events drain at its rate), reported like an
+    automatic close; True when it was open."""
+    closed = ledger.reset_circuit(platform_id)
+    if closed:
+        log.warning("platform=%s circuit closed: reset by an operator", platform_id)
+        report_circuit(platform_id=platform_id, opened=False, reason=CircuitReason.RESET)
+    return closed
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
