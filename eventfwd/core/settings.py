@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventfwd.core.connection import redact_url
+from eventfwd.core.connection import check_url, redact_url
 from eventfwd.core.errors import ConfigError
 
 PREFIX = "EVENTFWD_"
@@ -117,11 +117,18 @@ def _key_prefix(name: str, raw: str) -> str:
 
 
 _HTTP = _url(("http", "https"))
-_REDIS = _url(("redis", "rediss", "sentinel", "unix"))
+_REDIS_SCHEME = _url(("redis", "rediss", "sentinel", "unix"))
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = _REDIS_SCHEME(name, raw)
+    check_url(value)  # the ledger's and the broker's reading, at start (names the variable)
+    return value
+
 
 # variable suffix -> (attribute, parser). Units are in the attribute names.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "REDIS_URL": ("redis_url", _REDIS),
+    "REDIS_URL": ("redis_url", _redis_url),
     "MOLOCO_BASE_URL": ("moloco_base_url", _HTTP),
     "MOLOCO_API_KEY": ("moloco_api_key", _text),
     "RETRY_BASE_SECONDS": ("retry_base_s", _positive_float),
