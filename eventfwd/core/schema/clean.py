@@ -29,6 +29,11 @@ MIN_FUZZY_CHARS = 4
 # Real fields that score above the cutoff against a Moloco key but are not typos of it.
 REAL_EXTRA_FIELDS = frozenset({"customer_id"})
 MAX_DEPTH = 32
+# Longest field name taken at any level: Moloco's own are under 30 characters.
+MAX_KEY_CHARS = 128
+# Fields Moloco does not name, per object: each costs a typo check (difflib), so a hostile
+# event of thousands would cost tens of milliseconds; real events carry a handful.
+MAX_UNKNOWN_FIELDS = 64
 
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re.compile(r"[\s.\-]+")
@@ -122,6 +127,7 @@ def clean(
 ) -> dict[str, Any]:
     """Copy `obj` without nulls, vetting keys; known values are left for the models to check."""
     out: dict[str, Any] = {}
+    unknown = 0
     for key, value in obj.items():
         if value is None:
             continue
@@ -129,6 +135,16 @@ def clean(
             errors.append(
                 FieldError(
                     _join(prefix, key), "type", f"field names must be strings, got {kind(key)}"
+                )
+            )
+            continue
+        if len(key) > MAX_KEY_CHARS:
+            # Refused before the typo check: its cache must not keep attacker-sized keys.
+            errors.append(
+                FieldError(
+                    _join(prefix, key[:32] + "..."),
+                    "max_length",
+                    f"field names are at most {MAX_KEY_CHARS} characters, got {len(key)}",
                 )
             )
             continue
@@ -145,6 +161,18 @@ def clean(
                     for i, v in enumerate(value)
                 ]
             out[key] = value
+            continue
+        unknown += 1
+        if unknown > MAX_UNKNOWN_FIELDS:
+            if unknown == MAX_UNKNOWN_FIELDS + 1:
+                errors.append(
+                    FieldError(
+                        prefix,
+                        "max_unknown_fields",
+                        f"holds more than {MAX_UNKNOWN_FIELDS} fields Moloco's schema does "
+                        "not name; the rest were not checked",
+                    )
+                )
             continue
         hint = suggestion(level.name, key)
         if hint is not None:

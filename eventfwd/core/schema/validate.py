@@ -26,7 +26,7 @@ from pydantic_core import PydanticSerializationError
 
 from eventfwd.core.errors import FieldError, InvalidEvent
 from eventfwd.core.schema import fast as schema_fast
-from eventfwd.core.schema.clean import LEVELS, clean
+from eventfwd.core.schema.clean import LEVELS, MAX_DEPTH, clean
 from eventfwd.core.schema.models import (
     EVENT_TYPES,
     MAX_FUTURE_MS,
@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 MAX_EVENT_BYTES = 64 * 1024
+# How deep the size guard looks: below the pass-through check's own limit (which names the
+# path), so a cycle or a deep nest costs the guard a bounded walk and the full check refuses it.
+GUARD_MAX_DEPTH = MAX_DEPTH + 8
 
 ITEM_EVENT_TYPES = frozenset({"ITEM_PAGE_VIEW", "ADD_TO_CART", "ADD_TO_WISHLIST", "PURCHASE"})
 _EVENT_TYPE_SET = frozenset(EVENT_TYPES)
@@ -78,6 +81,9 @@ def validate_event(
     """
     if now_ms is None:
         now_ms = _wall_clock_ms()
+    too_big = size_guard(event)
+    if too_big is not None:
+        raise InvalidEvent([too_big])
     return _fast_path(event, now_ms) or _full_check(event, strict_fields, now_ms)
 
 
@@ -95,6 +101,9 @@ def validate_events(
         now_ms = _wall_clock_ms()
     valid: list[ValidEvent] = []
     for index, event in enumerate(events):
+        too_big = size_guard(event)
+        if too_big is not None:
+            raise InvalidEvent([too_big], index=index)
         checked = _fast_path(event, now_ms)
         if checked is None:
             try:
@@ -107,6 +116,61 @@ def validate_events(
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def size_guard(event: object) -> FieldError | None:
+    """Refuse an event that is surely over the size limit, before any full walk.
+
+    Counts a lower bound of the event's JSON size (string lengths, punctuation) and stops as
+    soon as it passes `MAX_EVENT_BYTES`, so the work is bounded by the limit, not by the input:
+    a million empty items or 200,000 unknown keys cost what 64 KiB costs. A lower bound never
+    refuses an event the exact check after serialisation would accept.
+    """
+    budget = MAX_EVENT_BYTES
+    stack: list[tuple[Any, int]] = [(event, 0)]
+    # Leaves are counted where they are found (most nodes are leaves: this keeps the guard at
+    # a few microseconds for a common event). A container's length is charged before its loop,
+    # so no loop runs longer than the budget.
+    while stack and budget >= 0:
+        value, depth = stack.pop()
+        if depth > GUARD_MAX_DEPTH:
+            continue  # the full check refuses it, naming the path, and walks no deeper
+        kind_ = type(value)
+        if kind_ is dict or (kind_ is not list and isinstance(value, Mapping)):
+            budget -= 2 + len(value)
+            if budget < 0:
+                break
+            for key, item in value.items():
+                kind_ = type(item)
+                if kind_ is str:
+                    budget -= len(item) + 5
+                elif item is None:
+                    continue
+                else:
+                    budget -= 3
+                    if kind_ is not int and kind_ is not bool and kind_ is not float:
+                        stack.append((item, depth + 1))
+                budget -= len(key) if type(key) is str else 1
+        elif kind_ is list or kind_ is tuple or isinstance(value, list | tuple):
+            budget -= 2 + len(value)
+            if budget < 0:
+                break
+            for item in value:
+                kind_ = type(item)
+                if kind_ is str:
+                    budget -= len(item) + 2
+                elif kind_ is not int and kind_ is not bool and kind_ is not float:
+                    stack.append((item, depth + 1))
+        elif isinstance(value, str):
+            budget -= len(value) + 2
+    if budget >= 0:
+        return None
+    return FieldError(
+        "",
+        "max_size",
+        f"is more than {MAX_EVENT_BYTES} bytes as JSON (counting stopped there); "
+        "the limit is 64 KiB",
+    )
 
 
 def _fast_path(event: object, now_ms: int) -> ValidEvent | None:
