@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from eventfwd.core.connection import redact_url
-from eventfwd.core.ledger import Ledger
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import ENQUEUE_ROWS_PER_CALL, Ledger
 from eventfwd.core.schema import ValidEvent, validate_event, validate_events, validate_platform_id
 from eventfwd.core.settings import Settings
 from producers.drain import SpoolDrainer
@@ -57,6 +58,19 @@ class ProducerBase:
     def hash_identifier(self, value: str) -> str:
         """Hash `value` as the producer hashes identifiers (SHA-256, with the pepper if set)."""
         return hash_identifier(value, pepper=self.settings.hash_pepper)
+
+    @staticmethod
+    def _chunks(rows: Sequence[Row]) -> list[Sequence[Row]]:
+        """Rows in ledger calls of a bounded size, so that no call blocks Redis for long."""
+        return [
+            rows[start : start + ENQUEUE_ROWS_PER_CALL]
+            for start in range(0, len(rows), ENQUEUE_ROWS_PER_CALL)
+        ]
+
+    def _held_keys(self, rows: Sequence[Row]) -> list[tuple[str, str]]:
+        """Per row: its ledger entry and its delivered marker; either one means it is stored."""
+        keys = Keys(self.settings.key_prefix)
+        return [(keys.event(row[0]), keys.done(row[0])) for row in rows]
 
     def _rows(self, platform_id: str, events: Sequence[ValidEvent]) -> list[Row]:
         platform_id = validate_platform_id(platform_id)

@@ -59,7 +59,11 @@ class InvalidEvent(EventForwarderError, ValueError):
 
 
 class EnqueueError(EventForwarderError):
-    """The event could not be stored durably; nothing was enqueued."""
+    """Events could not be stored durably; `stored_ids` lists those of the batch that were."""
+
+    def __init__(self, message: str, *, stored_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.stored_ids = list(stored_ids or [])
 
 
 class LedgerError(EventForwarderError):
