@@ -22,6 +22,11 @@ from eventfwd.core.settings import Settings
 log = logging.getLogger(__name__)
 
 VISIBILITY_TIMEOUT_S = 6 * 3600
+# The broker's Redis connections: without these a half-open connection (a dead server, a
+# dropped route) hangs a worker or beat until TCP gives up, minutes later. The socket timeout
+# stays well above kombu's 1 s BRPOP poll.
+BROKER_CONNECT_TIMEOUT_S = 5.0
+BROKER_SOCKET_TIMEOUT_S = 30.0
 # Each retention run stops after 30 s (worker/retention.py); the next one carries on.
 RETENTION_INTERVAL_S = 600.0
 
@@ -46,7 +51,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # The same server and database as the ledger (its scripts push into the broker's queue
     # list): the URL is translated for kombu (TLS options, sentinel master, unix socket).
     broker = broker_settings(settings.redis_url)
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **broker.transport_options}
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_S,
+        "socket_timeout": BROKER_SOCKET_TIMEOUT_S,
+        **broker.transport_options,
+    }
     control = f"{settings.queue}.control"
     return {
         "broker_url": broker.url,

@@ -231,7 +231,7 @@ def test_celery_config_takes_the_broker_settings() -> None:
     plain = conf("redis://h:6379/1")
     assert plain["broker_url"] == "redis://h:6379/1"
     assert plain["broker_use_ssl"] is False
-    assert plain["broker_transport_options"] == {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    assert plain["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT_S
 
     tls = conf("rediss://h:6380/1?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem")
     assert tls["broker_url"] == "rediss://h:6380/1"
@@ -326,3 +326,13 @@ def test_redaction_parses_the_url_and_hides_every_part_of_the_password(url: str)
     shown = redact_url(url)
     assert "ssw0rd" not in shown and "TAIL" not in shown, shown
     assert "***" in shown
+
+
+def test_broker_connections_have_a_connect_and_a_socket_timeout() -> None:
+    for url in ("redis://h:6379/1", "sentinel://h1:26379/0?master_name=m"):
+        config = celery_config(Settings(redis_url=url))
+        options = config["broker_transport_options"]
+        broker = BrokerSettings(config["broker_url"], options)
+        params = kombu_params(broker)
+        assert 0 < params["socket_connect_timeout"] <= 10
+        assert 1 < params["socket_timeout"] <= 60  # above kombu's 1 s BRPOP poll
