@@ -110,3 +110,20 @@ def test_redis_stopped_mid_traffic_requests_keep_succeeding_and_each_event_arriv
     counts = Counter(e["event"]["id"] for e in sink.events())
     assert set(counts) == set(ids) and max(counts.values()) == 1
     assert sink.stats()["requests"] == len(events)
+
+
+def test_a_lone_surrogate_key_gets_422_with_a_field_path_not_500(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    body = (
+        b'{"event_type": "HOME", "timestamp": "%d", "channel_type": "SITE", "user_id": "u",'
+        b' "\\ud800x": 1}' % (int(time.time() * 1000) - 1000)
+    )
+    with TestClient(make_app(Settings(redis_url=redis_url))) as client:
+        answer = client.post(
+            "/events/acme", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["errors"]
+    assert [(e["path"], e["rule"]) for e in errors] == [("\\ud800x", "encoding")]
+    assert rclient.dbsize() == 0

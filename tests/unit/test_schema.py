@@ -1066,7 +1066,10 @@ def test_every_length_limit_in_the_openapi_is_enforced() -> None:
 # --- the serialiser round trip -------------------------------------------------------------------
 
 texts = st.text(max_size=20)
-ids = st.text(min_size=1, max_size=128)
+# Ids have no control characters or line breaks, identifiers are not blank (both refused).
+ids = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=128
+).filter(str.strip)
 amounts = st.one_of(
     st.integers(-(10**12), 10**12),
     st.floats(allow_nan=False, allow_infinity=False, width=64),

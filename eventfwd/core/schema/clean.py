@@ -114,7 +114,33 @@ def suggestion(level_name: str, key: str) -> str | None:
     return f"'{close[0]}'" if close else None
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown_key(key: str) -> str:
+    """`key` fit for an error path: escaped when UTF-8 cannot carry it or it holds controls.
+
+    Paths go into JSON answers and terminals: a lone surrogate would make the answer itself fail
+    to encode (a 500 instead of a 422), a control character would reach the reader raw.
+    """
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return key.encode("unicode_escape").decode("ascii")
+    return key.encode("unicode_escape").decode("ascii") if _CONTROL.search(key) else key
+
+
+def _unencodable_key(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _join(prefix: str, key: object) -> str:
+    if isinstance(key, str):
+        key = shown_key(key)
     return f"{prefix}.{key}" if prefix else str(key)
 
 
@@ -149,6 +175,9 @@ def clean(
             )
             continue
         path = _join(prefix, key)
+        if _unencodable_key(key):
+            errors.append(_surrogate_key(path))
+            continue
         if key in level.known:
             if key in level.objects and isinstance(value, Mapping):
                 value = clean(value, LEVELS[level.objects[key]], path, strict, errors)
@@ -190,6 +219,12 @@ def clean(
     return out
 
 
+def _surrogate_key(path: str) -> FieldError:
+    return FieldError(
+        path, "encoding", "the field name holds a lone surrogate, which UTF-8 cannot carry"
+    )
+
+
 def plain_json(value: Any, path: str, errors: list[FieldError], depth: int) -> Any:
     """Copy a pass-through value as plain JSON data: nulls dropped, tuples as lists, no NaN."""
     if type(value) is str or type(value) is int or type(value) is bool:
@@ -208,6 +243,9 @@ def plain_json(value: Any, path: str, errors: list[FieldError], depth: int) -> A
                         _join(path, key), "type", f"field names must be strings, got {kind(key)}"
                     )
                 )
+                continue
+            if _unencodable_key(key):
+                errors.append(_surrogate_key(_join(path, key)))
                 continue
             out[key] = plain_json(item, _join(path, key), errors, depth + 1)
         return out

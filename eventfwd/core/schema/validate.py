@@ -54,6 +54,9 @@ ITEM_EVENT_TYPES = frozenset({"ITEM_PAGE_VIEW", "ADD_TO_CART", "ADD_TO_WISHLIST"
 _EVENT_TYPE_SET = frozenset(EVENT_TYPES)
 _PLATFORM_ID = re.compile(r"[A-Za-z0-9._~-]+")
 _EVENT = LEVELS["event"]
+# C0 and C1 controls and the Unicode line breaks: an id holding one could forge log lines or
+# drive an operator's terminal (ids are logged and shown in `dead list`).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,10 @@ def validate_events(
 
     The first invalid event raises InvalidEvent with its `index` (and every error it has).
     """
+    if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
+        raise InvalidEvent(
+            [FieldError("", "type", f"events must be a list of events, got {kind(events)}")]
+        )
     if now_ms is None:
         now_ms = _wall_clock_ms()
     valid: list[ValidEvent] = []
@@ -285,26 +292,41 @@ def _is_set(value: object) -> bool:
     return value is not None and value != ""
 
 
+def _is_identifier(value: object) -> bool:
+    # Blank counts as unset too: "   " sent for every user is one shared identifier to Moloco.
+    return value is not None and (not isinstance(value, str) or value.strip() != "")
+
+
 def _rule_errors(raw: dict[str, Any]) -> list[FieldError]:
     """Rules that join fields; a value of the wrong type counts as set (it is reported already).
 
     `raw` is the cleaned event (no nulls) or the fast path's values (nulls for absent keys).
     """
     found: list[FieldError] = []
+    event_id = raw.get("id")
+    if isinstance(event_id, str) and _CONTROL.search(event_id):
+        found.append(
+            FieldError(
+                "id",
+                "control_characters",
+                "must not hold control characters or line breaks (ids are written to logs "
+                "and shown to operators)",
+            )
+        )
     device = raw.get("device")
     device_fields = device if isinstance(device, dict) else {}
     if not (
-        _is_set(raw.get("user_id"))
-        or _is_set(raw.get("custom_id"))
-        or _is_set(device_fields.get("persistent_id"))
+        _is_identifier(raw.get("user_id"))
+        or _is_identifier(raw.get("custom_id"))
+        or _is_identifier(device_fields.get("persistent_id"))
     ):
         found.append(
             FieldError(
                 "",
                 "identifier_required",
                 "needs at least one identifier: user_id, device.persistent_id or custom_id "
-                "(empty strings do not count); Moloco answers 'no available valid identifier "
-                "to construct Moloco advertising ID'",
+                "(empty or blank strings do not count); Moloco answers 'no available valid "
+                "identifier to construct Moloco advertising ID'",
             )
         )
 
