@@ -97,19 +97,32 @@ class AsyncEventProducer(ProducerBase):
             )
         return Ledger(self._drain_client, self.settings)
 
-    async def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
-        """Validate and enqueue one event for `platform_id`; return its id."""
-        return (await self.enqueue_validated(platform_id, [self.validate(event)]))[0]
+    async def enqueue(
+        self, platform_id: str, event: Mapping[str, Any], *, id_namespace: str | None = None
+    ) -> str:
+        """Validate and enqueue one event for `platform_id`; return its id.
+
+        `id_namespace` (e.g. the authenticated caller) scopes the event's own id to that caller.
+        """
+        valid = [self.validate(event)]
+        return (await self.enqueue_validated(platform_id, valid, id_namespace=id_namespace))[0]
 
     async def enqueue_many(
-        self, platform_id: str, events: Iterable[Mapping[str, Any]]
+        self,
+        platform_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        id_namespace: str | None = None,
     ) -> list[str]:
         """Validate every event, then enqueue them (one round trip per 500); return their ids."""
-        return await self.enqueue_validated(platform_id, self.validate_many(events))
+        valid = self.validate_many(events)
+        return await self.enqueue_validated(platform_id, valid, id_namespace=id_namespace)
 
-    async def enqueue_validated(self, platform_id: str, events: Sequence[ValidEvent]) -> list[str]:
+    async def enqueue_validated(
+        self, platform_id: str, events: Sequence[ValidEvent], *, id_namespace: str | None = None
+    ) -> list[str]:
         """Enqueue events that `validate()` already accepted (one round trip per 500)."""
-        rows = self._rows(platform_id, events)
+        rows = self._rows(platform_id, events, id_namespace)
         if rows:
             await self._store(rows)
         return [row[0] for row in rows]

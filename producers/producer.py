@@ -48,21 +48,37 @@ class EventProducer(ProducerBase):
         self._ledger = Ledger(self._client, self.settings)
         self._init_spool(lambda: self._ledger)
 
-    def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
-        """Validate and enqueue one event for `platform_id`; return its id."""
-        return self.enqueue_validated(platform_id, [self.validate(event)])[0]
+    def enqueue(
+        self, platform_id: str, event: Mapping[str, Any], *, id_namespace: str | None = None
+    ) -> str:
+        """Validate and enqueue one event for `platform_id`; return its id.
 
-    def enqueue_many(self, platform_id: str, events: Iterable[Mapping[str, Any]]) -> list[str]:
+        `id_namespace` (e.g. the authenticated caller) scopes the event's own id to that caller:
+        the id stored and sent is derived from both, so one caller cannot pre-empt another's.
+        """
+        valid = [self.validate(event)]
+        return self.enqueue_validated(platform_id, valid, id_namespace=id_namespace)[0]
+
+    def enqueue_many(
+        self,
+        platform_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        id_namespace: str | None = None,
+    ) -> list[str]:
         """Validate every event, then enqueue them (one round trip per 500); return their ids.
 
         Any invalid event raises `InvalidEvent` (its `index` says which) before anything is
         written. Enqueueing an id that is already waiting or was delivered recently is a no-op.
         """
-        return self.enqueue_validated(platform_id, self.validate_many(events))
+        valid = self.validate_many(events)
+        return self.enqueue_validated(platform_id, valid, id_namespace=id_namespace)
 
-    def enqueue_validated(self, platform_id: str, events: Sequence[ValidEvent]) -> list[str]:
+    def enqueue_validated(
+        self, platform_id: str, events: Sequence[ValidEvent], *, id_namespace: str | None = None
+    ) -> list[str]:
         """Enqueue events that `validate()` already accepted (one round trip per 500)."""
-        rows = self._rows(platform_id, events)
+        rows = self._rows(platform_id, events, id_namespace)
         if rows:
             self._store(rows)
         return [row[0] for row in rows]

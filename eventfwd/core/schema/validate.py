@@ -40,6 +40,7 @@ from eventfwd.core.schema.models import (
 __all__ = [
     "MAX_EVENT_BYTES",
     "ValidEvent",
+    "check_stored",
     "validate_event",
     "validate_events",
     "validate_platform_id",
@@ -263,6 +264,27 @@ def validate_platform_id(platform_id: object) -> str:
             f"got {platform_id!r}",
         )
     return str.__str__(platform_id)
+
+
+def check_stored(event_id: object, platform_id: object, body: object) -> None:
+    """Check a row before it is written to the ledger, whoever built it; raise InvalidEvent.
+
+    `enqueue_validated` callers and spool files hand rows that did not come through
+    `validate_event` in this process: their platform id reaches a URL path, their id logs and
+    operators' terminals, their body Moloco. This is the cheap part of the check again.
+    """
+    platform_id = validate_platform_id(platform_id)
+    errors: list[FieldError] = []
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_ID_CHARS:
+        errors.append(FieldError("id", "type", f"must be 1-{MAX_ID_CHARS} characters of text"))
+    elif _CONTROL.search(event_id):
+        errors.append(FieldError("id", "control_characters", "must not hold control characters"))
+    if not isinstance(body, str) or not (body.startswith("{") and body.endswith("}")):
+        errors.append(FieldError("", "type", "the body must be a JSON object's text"))
+    elif len(body) > MAX_EVENT_BYTES:
+        errors.append(_too_big(len(body)))
+    if errors:
+        raise InvalidEvent(errors)
 
 
 def _merge_track_id(raw: dict[str, Any], errors: list[FieldError]) -> None:
