@@ -21,7 +21,7 @@ from eventfwd.cli.base import (
     handle_errors,
     pass_context,
 )
-from eventfwd.cli.format import ago, describe, filter_options, iso, make_filter, table
+from eventfwd.cli.format import ago, describe, filter_options, iso, make_filter, printable, table
 from eventfwd.cli.jsonstream import BadItem, read_items
 from eventfwd.core.export import (
     IMPORTED,
@@ -103,7 +103,7 @@ def dead_show(ctx: Context, event_id: str, as_json: bool) -> None:
 
 def _show(env: Envelope) -> None:
     def line(name: str, value: Any) -> None:
-        click.echo(f"{name:11} {value if value not in (None, '') else '-'}")
+        click.echo(f"{name:11} {printable(value) if value not in (None, '') else '-'}")
 
     for name, value in (
         ("id", env.id),
@@ -139,7 +139,7 @@ def _show(env: Envelope) -> None:
             ["  TIME", "STATUS", "OUTCOME", "DURATION", "MESSAGE"],
         )
     click.echo("event:")
-    click.echo(json.dumps(env.event, indent=2, ensure_ascii=False))
+    click.echo(printable(json.dumps(env.event, indent=2, ensure_ascii=False), keep_newlines=True))
 
 
 @dead.command("stats")

@@ -19,6 +19,10 @@ import click
 
 from eventfwd.core.records import DEAD_REASONS, DeadFilter
 
+# C0 and C1 controls and Unicode line breaks: escape codes and forged lines must not reach the
+# operator's terminal from an id, a message or an imported record.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -27,11 +31,22 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def iso(ms: int | None) -> str:
-    """Epoch milliseconds as UTC ISO 8601, to the second; '-' for none."""
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """`text` with control characters written as escapes (`\\x1b`), fit for a terminal."""
+    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
+def iso(ms: object) -> str:
+    """Epoch milliseconds as UTC ISO 8601, to the second; '-' for none; absurd values as given."""
     if not ms:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(float(ms) / 1000, UTC).strftime(  # type: ignore[arg-type]
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    except (OverflowError, ValueError, OSError, TypeError):
+        return f"{printable(ms)[:40]} (not a time)"
 
 
 def span(seconds: float) -> str:
@@ -49,7 +64,10 @@ def span(seconds: float) -> str:
 def ago(ms: int | None, now: int | None = None) -> str:
     if not ms:
         return "-"
-    return span(((now or now_ms()) - ms) / 1000) + " ago"
+    try:
+        return span(((now or now_ms()) - ms) / 1000) + " ago"
+    except (OverflowError, TypeError):
+        return "-"
 
 
 class _NoBar:
@@ -68,7 +86,8 @@ def progress(length: int | None, label: str) -> Iterator[Any]:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
-    """Print left-aligned columns under `headers` (no trailing spaces)."""
+    """Print left-aligned columns under `headers` (no trailing spaces), controls escaped."""
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     for row in [headers, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -20,10 +21,17 @@ from eventfwd.core.errors import InvalidEvent, LedgerError
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import script_source
 from eventfwd.core.records import DEAD_REASONS, Envelope
-from eventfwd.core.schema import validate_event, validate_platform_id
+from eventfwd.core.schema import MAX_EVENT_BYTES, validate_event, validate_platform_id
+from eventfwd.core.schema.models import MAX_ID_CHARS
+from eventfwd.core.schema.validate import size_guard
 from eventfwd.core.settings import Settings
 
 IMPORT_BATCH = 200
+# Bounds on imported numbers: times up to the year 9999 (a `dead_at` of 1e30 crashed `dead
+# show`), counts far above any real attempt or replay count.
+MAX_EPOCH_MS = 253_402_300_799_999
+MAX_COUNT = 1_000_000
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 HISTORY_MAX_CHARS = 8192  # as `add_history` in core/lua/_lib.lua keeps it
 
 # import.lua's answer per record
@@ -80,12 +88,14 @@ class ImportRow:
         ]
 
 
-def _count(record: Mapping[str, Any], name: str, problems: list[str]) -> int:
+def _count(
+    record: Mapping[str, Any], name: str, problems: list[str], limit: int = MAX_COUNT
+) -> int:
     value = record.get(name)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        problems.append(f"{name}: must be a whole number >= 0 or null")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        problems.append(f"{name}: must be a whole number from 0 to {limit} or null")
         return 0
     return value
 
@@ -112,6 +122,8 @@ def parse_record(
     event_id, event = record.get("id"), record.get("event")
     if not isinstance(event_id, str) or not event_id:
         problems.append("id: required, a non-empty string")
+    elif len(event_id) > MAX_ID_CHARS or _CONTROL.search(event_id):
+        problems.append(f"id: at most {MAX_ID_CHARS} characters, no control characters")
     try:
         platform_id = validate_platform_id(record.get("platform_id"))
     except InvalidEvent as exc:
@@ -133,8 +145,8 @@ def parse_record(
         problems.append(f"event.id {event.get('id')!r} differs from id {event_id!r}")
     body, event_ms = _body({**event, "id": event_id}, settings, validate, problems)
     attempts, replays = _count(record, "attempts", problems), _count(record, "replays", problems)
-    dead_ms = _count(record, "dead_at", problems) or now_ms
-    enqueued_ms = _count(record, "enqueued_at", problems) or dead_ms
+    dead_ms = _count(record, "dead_at", problems, MAX_EPOCH_MS) or now_ms
+    enqueued_ms = _count(record, "enqueued_at", problems, MAX_EPOCH_MS) or dead_ms
     history = _history(record.get("history"), problems)
     if problems:
         return problems
@@ -142,7 +154,7 @@ def parse_record(
         id=str(event_id),
         platform_id=platform_id,
         body=body,
-        event_ms=_count(record, "event_at", problems) or event_ms,
+        event_ms=_count(record, "event_at", problems, MAX_EPOCH_MS) or event_ms,
         enqueued_ms=enqueued_ms,
         attempts=attempts,
         replays=replays,
@@ -170,7 +182,20 @@ def _body(
         event_ms = int(event.get("timestamp") or 0)
     except (TypeError, ValueError):
         event_ms = 0
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False), event_ms
+    too_big = size_guard(event)  # an archive is still bounded: it goes back to Redis
+    if too_big is not None:
+        problems.append(f"event: {too_big.message} [{too_big.rule}]")
+        return "", 0
+    try:
+        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        body.encode("utf-8")
+    except (RecursionError, ValueError, TypeError, UnicodeEncodeError) as exc:
+        problems.append(f"event: cannot be written as JSON ({type(exc).__name__})")
+        return "", 0
+    if len(body) > MAX_EVENT_BYTES:
+        problems.append(f"event: is {len(body)} characters as JSON, over {MAX_EVENT_BYTES}")
+        return "", 0
+    return body, event_ms
 
 
 class Importer:
