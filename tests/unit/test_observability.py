@@ -344,3 +344,40 @@ def test_check_in_headers_are_rebuilt_so_a_shared_options_dict_never_goes_stale(
     monitor.prepare(pump, 1.0)
     assert "sentry-monitor-check-in-id" in headers_then
     assert "sentry-monitor-check-in-id" not in pump.options["headers"]
+
+
+# -- gaps found in review (issue #11, item 6) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a JSON body inside a JSON string, as an echoed payload or a repr shows it
+        '{"body": "{\\"user_id\\": \\"' + USER_ID + '\\", \\"event_type\\": \\"HOME\\"}"}',
+        'payload=\'{\\\\"custom_id\\\\": \\\\"' + USER_ID + "\\\\\"}'",
+        'detail: {\\"device\\": {\\"persistent_id\\":\\"' + USER_ID + '\\"}}',
+    ],
+)
+def test_identifiers_inside_escaped_json_strings_are_scrubbed(text: str) -> None:
+    scrubbed = Scrubber().text(text)
+    assert USER_ID not in scrubbed
+    assert FILTERED in scrubbed
+
+
+def test_sentinel_password_is_scrubbed_by_name_and_by_value() -> None:
+    url = "sentinel://:m%40ster-Pa55@h1:26379/0?master_name=m&sentinel_password=s3nt1nel-Pa55"
+    scrubber = Scrubber.from_settings(Settings(redis_url=url))
+    for text in (
+        f"connecting with sentinel_password=s3nt1nel-Pa55 to {url}",
+        "auth failed for s3nt1nel-Pa55",
+        '{"sentinel_password": "s3nt1nel-Pa55"}',
+    ):
+        assert "s3nt1nel-Pa55" not in scrubber.text(text)
+    assert scrubber.value({"sentinel_password": "x"}) == {"sentinel_password": FILTERED}
+    assert "m@ster-Pa55" not in scrubber.text("AUTH m@ster-Pa55 refused")
+
+
+def test_a_percent_encoded_redis_password_is_scrubbed_decoded_too() -> None:
+    scrubber = Scrubber.from_settings(Settings(redis_url="redis://:Pa%3Bss%40w0rd-long@h:6379/0"))
+    assert "Pa;ss@w0rd-long" not in scrubber.text("WRONGPASS for Pa;ss@w0rd-long")
+    assert "Pa%3Bss%40w0rd-long" not in scrubber.text("url redis://:Pa%3Bss%40w0rd-long@h")
