@@ -32,6 +32,7 @@ from eventfwd.core.export import (
     Importer,
     ImportRow,
     dead_line,
+    open_private,
     parse_record,
 )
 from eventfwd.core.records import Envelope
@@ -192,18 +193,29 @@ def dead_stats(ctx: Context, as_json: bool, **filters: Any) -> None:
 @filter_options
 @click.option("--limit", type=click.IntRange(min=1), help="At most N, oldest first.")
 @click.option("--append", is_flag=True, help="Add to FILE when it exists (default: refuse).")
+@click.option(
+    "--redact",
+    is_flag=True,
+    help="Replace user identifiers, IP and user agent with SHA-256 digests (for sharing).",
+)
 @pass_context
 @handle_errors
-def dead_export(ctx: Context, file: str, limit: int | None, append: bool, **filters: Any) -> None:
-    """Write dead letters to FILE (- for stdout) as JSON lines, for `dead import` or keeping."""
+def dead_export(
+    ctx: Context, file: str, limit: int | None, append: bool, redact: bool, **filters: Any
+) -> None:
+    """Write dead letters to FILE (- for stdout) as JSON lines, for `dead import` or keeping.
+
+    The lines hold user identifiers, IP addresses and user agents: FILE is created readable by
+    its owner only. --redact writes digests in their place, for a file to share.
+    """
     flt = make_filter(**filters)
     if file != "-" and Path(file).exists() and not append:
         raise click.BadParameter(f"{file} exists; use --append or another name", param_hint="FILE")
-    out: IO[str] = sys.stdout if file == "-" else open(file, "a", encoding="utf-8")  # noqa: SIM115
+    out: IO[str] = sys.stdout if file == "-" else open_private(file)
     n = 0
     try:
         for env in ctx.records.dead_letters(flt, limit=limit):
-            out.write(dead_line(env) + "\n")
+            out.write(dead_line(env, redacted=redact) + "\n")
             n += 1
     finally:
         if out is not sys.stdout:

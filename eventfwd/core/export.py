@@ -8,6 +8,7 @@ event (the body as sent to Moloco) and history (one object per attempt).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,8 +39,51 @@ HISTORY_MAX_CHARS = 8192  # as `add_history` in core/lua/_lib.lua keeps it
 SKIPPED_LIVE, IMPORTED, REPLACED, SKIPPED_DELIVERED, SKIPPED_DEAD = 0, 1, 2, 3, 4
 
 
-def dead_line(env: Envelope) -> str:
-    return json.dumps(env.as_dict(), separators=(",", ":"), ensure_ascii=False)
+# What a dead letter holds about a person: Moloco's identifiers and the device signals the
+# integrations add. `--redact` replaces each with a digest, so a file can be shared.
+PERSONAL_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("user_id",),
+    ("custom_id",),
+    ("session_id",),
+    ("device", "persistent_id"),
+    ("device", "advertising_id"),
+    ("device", "unique_device_id"),
+    ("device", "ip"),
+    ("device", "ua"),
+)
+
+
+def open_private(path: str | os.PathLike[str]) -> IO[str]:
+    """Open `path` to append, creating it readable by its owner only (dead letters are PII)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def redact(record: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter's dict with its personal fields replaced by `sha256:<hex>` digests.
+
+    Unkeyed, so equal values stay equal across a file (to count users, not to name them); for
+    values that could be guessed (an IP) that is pseudonymous, not anonymous.
+    """
+    event = record.get("event")
+    if not isinstance(event, dict):
+        return record
+    event = json.loads(json.dumps(event))
+    for path in PERSONAL_FIELDS:
+        holder: Any = event
+        for part in path[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(path[-1]), str):
+            digest = hashlib.sha256(holder[path[-1]].encode("utf-8", "surrogatepass"))
+            holder[path[-1]] = f"sha256:{digest.hexdigest()}"
+    return {**record, "event": event}
+
+
+def dead_line(env: Envelope, *, redacted: bool = False) -> str:
+    record = env.as_dict()
+    return json.dumps(
+        redact(record) if redacted else record, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def write_envelopes(out: IO[str], envelopes: Iterable[Envelope], *, sync: bool = False) -> int:
