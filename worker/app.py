@@ -110,9 +110,13 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.eventfwd_settings = settings
     from worker import startup as _startup  # noqa: F401  (connects the start-up checks)
     from worker import tasks as _tasks  # noqa: F401  (registers the tasks on this app)
-    from worker.observability import start_beat_monitoring
+    from worker.observability import install_log_escaping, start_beat_monitoring
 
     signals.beat_init.connect(start_beat_monitoring, weak=False, dispatch_uid="eventfwd.sentry")
+    # Log lines carry event ids: escape control characters once Celery has set up logging.
+    signals.after_setup_logger.connect(
+        install_log_escaping, weak=False, dispatch_uid="eventfwd.log_escaping"
+    )
 
     return app
 

@@ -188,6 +188,35 @@ def _task_kwargs(value: Any) -> Any:
     return {k: _ids_only(v) if k in _ID_KWARGS else FILTERED for k, v in value.items()}
 
 
+# -- log lines ------------------------------------------------------------------------------
+
+_LOG_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class EscapeControlCharacters(logging.Filter):
+    """Write control characters of a log message as escapes: no forged lines, no escape codes.
+
+    Ids are refused with control characters at enqueue and import, but a record written by an
+    older version, or a message quoted from Moloco, may still carry one into a log line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _LOG_CONTROL.search(message):
+            record.msg = _LOG_CONTROL.sub(
+                lambda m: m.group().encode("unicode_escape").decode("ascii"), message
+            )
+            record.args = None
+        return True
+
+
+def install_log_escaping(*_: Any, **__: Any) -> None:
+    """Add `EscapeControlCharacters` to every handler of the root logger (once each)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, EscapeControlCharacters) for f in handler.filters):
+            handler.addFilter(EscapeControlCharacters())
+
+
 # -- set-up ---------------------------------------------------------------------------------
 
 

@@ -381,3 +381,27 @@ def test_a_percent_encoded_redis_password_is_scrubbed_decoded_too() -> None:
     scrubber = Scrubber.from_settings(Settings(redis_url="redis://:Pa%3Bss%40w0rd-long@h:6379/0"))
     assert "Pa;ss@w0rd-long" not in scrubber.text("WRONGPASS for Pa;ss@w0rd-long")
     assert "Pa%3Bss%40w0rd-long" not in scrubber.text("url redis://:Pa%3Bss%40w0rd-long@h")
+
+
+def test_worker_log_lines_escape_control_characters_from_event_ids() -> None:
+    record = logging.LogRecord(
+        "worker.delivery", logging.INFO, __file__, 1, "delivered event_id=%s",
+        ("abc\nERROR forged\x1b[2J",), None,
+    )  # fmt: skip
+    assert obs.EscapeControlCharacters().filter(record) is True
+    message = record.getMessage()
+    assert "\n" not in message and "\x1b" not in message
+    assert message == "delivered event_id=abc\\nERROR forged\\x1b[2J"
+
+
+def test_the_worker_installs_the_escaping_filter_on_its_log_handlers() -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    root.addHandler(handler)
+    try:
+        obs.install_log_escaping()
+        assert any(isinstance(f, obs.EscapeControlCharacters) for f in handler.filters)
+        obs.install_log_escaping()  # idempotent
+        assert sum(isinstance(f, obs.EscapeControlCharacters) for f in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)
