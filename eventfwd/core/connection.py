@@ -93,18 +93,19 @@ def _authority_split(part: str) -> tuple[str, str | None, str]:
     return head, rest[:at], rest[at + 1 :]
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, *, keep_user: bool = True) -> str:
     """Return `url` with every password replaced by `***`, fit for logs and error messages.
 
     The URL is taken apart, not pattern-matched for a well-formed password: whatever stands
-    before the last `@` of each URL is credentials, and only a plain user name is kept.
+    before the last `@` of each URL is credentials, and only a plain user name is kept (none
+    with `keep_user=False`, as in errors about the URL itself).
     """
     shown: list[str] = []
     for part in _NEXT_URL.split(url):
         head, userinfo, rest = _authority_split(part)
         if userinfo is not None:
             user, colon, _ = userinfo.partition(":")
-            keep = user if colon and _SAFE_USER.fullmatch(user) else ""
+            keep = user if keep_user and colon and _SAFE_USER.fullmatch(user) else ""
             rest = f"{keep}:***@{rest}" if keep else f"***@{rest}"
         shown.append(head + rest)
     return _SECRET_OPTION.sub(r"\1***", ";".join(shown))
@@ -154,7 +155,8 @@ class BrokerSettings:
 
 
 def _bad(url: str, problem: str) -> ConfigError:
-    return ConfigError(f"EVENTFWD_REDIS_URL {redact_url(url)!r}: {problem}")
+    # No part of the credentials, the user name included: the URL may be cut in the wrong place.
+    return ConfigError(f"EVENTFWD_REDIS_URL {redact_url(url, keep_user=False)!r}: {problem}")
 
 
 def _query(url: str, scheme: str, query: str) -> dict[str, str]:

@@ -306,6 +306,7 @@ def test_a_raw_delimiter_in_the_password_is_refused_at_start_without_echoing_it(
             attempt()
         message = str(err.value)
         assert "Pa" not in message and "ssw0rd" not in message and "TAIL" not in message
+        assert "user:" not in message  # no part of the userinfo, the user name included
         assert "percent-encode" in message
 
 
