@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import delivery, enqueue, latency, outage, profile
+from bench import delivery, enqueue, latency, outage, profile, validation
 from bench.context import RunContext
 from bench.harness import ROOT, STARTED, BenchError, WorkerConfig, install_signal_handlers
 from bench.machine import load_average, machine_info
@@ -30,6 +30,7 @@ SCENARIOS = {
     "outage": outage.run,
     "latency": latency.run,
     "profile": profile.run,
+    "validation": validation.run,
 }
 DOCS = ROOT / "docs" / "performance.md"
 # Below what the default worker delivers on a busy 2-core box, so the drain tests the limiter.

@@ -20,7 +20,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from eventfwd.core.connection import connect, redact_url, redis_py_url, sentinel_config
-from eventfwd.core.errors import ConfigError
+from eventfwd.core.errors import ConfigError, EnqueueError
 from eventfwd.core.ledger import Ledger, check_enqueue, enqueue_argv, script_source
 from eventfwd.core.schema import ValidEvent
 from eventfwd.core.settings import Settings
@@ -32,6 +32,7 @@ from producers.failover import (
     SOCKET_TIMEOUT_S,
     RetryPlan,
     give_up_error,
+    is_retryable,
     is_unavailable,
 )
 from producers.spool import Row
@@ -96,24 +97,57 @@ class AsyncEventProducer(ProducerBase):
             )
         return Ledger(self._drain_client, self.settings)
 
-    async def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
-        """Validate and enqueue one event for `platform_id`; return its id."""
-        return (await self.enqueue_validated(platform_id, [self.validate(event)]))[0]
+    async def enqueue(
+        self, platform_id: str, event: Mapping[str, Any], *, id_namespace: str | None = None
+    ) -> str:
+        """Validate and enqueue one event for `platform_id`; return its id.
+
+        `id_namespace` (e.g. the authenticated caller) scopes the event's own id to that caller.
+        """
+        valid = [self.validate(event)]
+        return (await self.enqueue_validated(platform_id, valid, id_namespace=id_namespace))[0]
 
     async def enqueue_many(
-        self, platform_id: str, events: Iterable[Mapping[str, Any]]
+        self,
+        platform_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        id_namespace: str | None = None,
     ) -> list[str]:
-        """Validate every event, then enqueue them all in one round trip; return their ids."""
-        return await self.enqueue_validated(platform_id, self.validate_many(events))
+        """Validate every event, then enqueue them (one round trip per 500); return their ids."""
+        valid = self.validate_many(events)
+        return await self.enqueue_validated(platform_id, valid, id_namespace=id_namespace)
 
-    async def enqueue_validated(self, platform_id: str, events: Sequence[ValidEvent]) -> list[str]:
-        """Enqueue events that `validate()` already accepted, in one round trip."""
-        rows = self._rows(platform_id, events)
+    async def enqueue_validated(
+        self, platform_id: str, events: Sequence[ValidEvent], *, id_namespace: str | None = None
+    ) -> list[str]:
+        """Enqueue events that `validate()` already accepted (one round trip per 500)."""
+        rows = self._rows(platform_id, events, id_namespace)
         if rows:
             await self._store(rows)
         return [row[0] for row in rows]
 
     async def _store(self, rows: Sequence[Row]) -> None:
+        stored: list[str] = []
+        for chunk in self._chunks(rows):
+            try:
+                await self._store_chunk(chunk)
+            except EnqueueError as exc:
+                raise EnqueueError(str(exc), stored_ids=stored) from exc.__cause__
+            stored += [row[0] for row in chunk]
+
+    async def _all_held(self, rows: Sequence[Row]) -> bool:
+        """True when every row is in the ledger (or delivered): a lost answer, not a failure."""
+        try:
+            async with asyncio.timeout(ATTEMPT_LIMIT_S):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entry, done in self._held_keys(rows):
+                        pipe.exists(entry, done)
+                    return all(await pipe.execute())
+        except (redis.RedisError, TimeoutError):
+            return False
+
+    async def _store_chunk(self, rows: Sequence[Row]) -> None:
         if self._spooling_now():
             await asyncio.to_thread(self._spool_rows, rows)
             return
@@ -131,6 +165,9 @@ class AsyncEventProducer(ProducerBase):
             except redis.RedisError as exc:
                 pause = plan.pause_after(exc)
                 if pause is None:
+                    if is_retryable(exc) and await self._all_held(rows):
+                        log.info("enqueue answer lost, events stored event_id=%s", rows[0][0])
+                        return
                     if self.spool is not None and is_unavailable(exc):
                         await asyncio.to_thread(self._spool_rows, rows, exc)
                         return

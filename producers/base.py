@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from eventfwd.core.connection import redact_url
-from eventfwd.core.ledger import Ledger
-from eventfwd.core.schema import ValidEvent, validate_event, validate_events, validate_platform_id
+from eventfwd.core.errors import FieldError, InvalidEvent
+from eventfwd.core.keys import Keys
+from eventfwd.core.ledger import ENQUEUE_ROWS_PER_CALL, Ledger
+from eventfwd.core.schema import (
+    ValidEvent,
+    check_stored,
+    validate_event,
+    validate_events,
+    validate_platform_id,
+)
+from eventfwd.core.schema.models import new_event_id
 from eventfwd.core.settings import Settings
 from producers.drain import SpoolDrainer
 from producers.failover import OutageCircuit
@@ -19,6 +30,8 @@ from producers.spool import Row, Spool, SpoolStatus
 log = logging.getLogger(__name__)
 
 BYTES_PER_MB = 1024 * 1024
+# Ids scoped by `id_namespace` are UUIDs (version 5) in this namespace of eventfwd's own.
+ID_NAMESPACE_UUID = uuid.UUID("7d3c1f0e-5b1a-4c55-9a55-6576656e7466")
 
 
 def resolve_settings(redis_url: str | None, settings: Settings | None) -> Settings:
@@ -58,12 +71,61 @@ class ProducerBase:
         """Hash `value` as the producer hashes identifiers (SHA-256, with the pepper if set)."""
         return hash_identifier(value, pepper=self.settings.hash_pepper)
 
-    def _rows(self, platform_id: str, events: Sequence[ValidEvent]) -> list[Row]:
+    @staticmethod
+    def _chunks(rows: Sequence[Row]) -> list[Sequence[Row]]:
+        """Rows in ledger calls of a bounded size, so that no call blocks Redis for long."""
+        return [
+            rows[start : start + ENQUEUE_ROWS_PER_CALL]
+            for start in range(0, len(rows), ENQUEUE_ROWS_PER_CALL)
+        ]
+
+    def _held_keys(self, rows: Sequence[Row]) -> list[tuple[str, str]]:
+        """Per row: its ledger entry and its delivered marker; either one means it is stored."""
+        keys = Keys(self.settings.key_prefix)
+        return [(keys.event(row[0]), keys.done(row[0])) for row in rows]
+
+    def _rows(
+        self, platform_id: str, events: Sequence[ValidEvent], id_namespace: str | None = None
+    ) -> list[Row]:
         platform_id = validate_platform_id(platform_id)
+        if not self.settings.allows_platform(platform_id):
+            raise InvalidEvent(
+                [
+                    FieldError(
+                        "platform_id",
+                        "platform_not_allowed",
+                        "is not a platform this service sends events to",
+                    )
+                ]
+            )
+        if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+            raise InvalidEvent([FieldError("", "type", "events must be a list of ValidEvent")])
+        for index, valid in enumerate(events):
+            if not isinstance(valid, ValidEvent):
+                raise InvalidEvent([FieldError("", "type", "is not a ValidEvent")], index=index)
+            try:
+                check_stored(valid.id, platform_id, valid.body)
+            except InvalidEvent as exc:
+                raise InvalidEvent(exc.errors, index=index) from None
+        if id_namespace is not None or self.settings.client_ids == "ignore":
+            events = [self._with_id(v, id_namespace) for v in events]
         if self.settings.hash_identifiers:
             pepper = self.settings.hash_pepper
             events = [hash_identifiers(v, pepper=pepper) for v in events]
         return [(v.id, platform_id, v.body, v.event_ms) for v in events]
+
+    def _with_id(self, valid: ValidEvent, id_namespace: str | None) -> ValidEvent:
+        """The event under the id policy: fresh (`client_ids=ignore`) or scoped to a caller."""
+        if self.settings.client_ids == "ignore":
+            event_id = new_event_id()
+        else:
+            if not isinstance(id_namespace, str) or not id_namespace:
+                raise InvalidEvent([FieldError("", "type", "id_namespace must be a non-empty str")])
+            event_id = str(uuid.uuid5(ID_NAMESPACE_UUID, f"{id_namespace}\x00{valid.id}"))
+        wire = json.loads(valid.body)
+        wire["id"] = event_id
+        body = json.dumps(wire, separators=(",", ":"), ensure_ascii=False)
+        return ValidEvent(id=event_id, body=body, event_ms=valid.event_ms)
 
     # -- the spool -------------------------------------------------------------------------
 

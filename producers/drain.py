@@ -14,13 +14,19 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from eventfwd.core.ledger import ACCEPTED, ALREADY_DELIVERED, DUPLICATE, Ledger
+from eventfwd.core.ledger import (
+    ACCEPTED,
+    ALREADY_DELIVERED,
+    DUPLICATE,
+    ENQUEUE_ROWS_PER_CALL,
+    Ledger,
+)
 from producers.failover import OUTAGE_HOLD_S, OutageCircuit, is_unavailable
 from producers.spool import Spool, SpoolCorrupt
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_CALL = 500
+ROWS_PER_CALL = ENQUEUE_ROWS_PER_CALL
 IDLE_POLL_S = 5.0
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 1.0

@@ -83,12 +83,26 @@ class EventForwarder:
             return with_device(event, device_from_request())
         return event
 
-    def enqueue(self, platform_id: str, event: Mapping[str, Any], *, device: bool = True) -> str:
+    def enqueue(
+        self,
+        platform_id: str,
+        event: Mapping[str, Any],
+        *,
+        device: bool = True,
+        id_namespace: str | None = None,
+    ) -> str:
         """Enqueue one event; `device` fills its missing device fields from the request."""
-        return self.producer.enqueue(platform_id, self._prepare(event, device))
+        prepared = self._prepare(event, device)
+        return self.producer.enqueue(platform_id, prepared, id_namespace=id_namespace)
 
     def enqueue_many(
-        self, platform_id: str, events: Iterable[Mapping[str, Any]], *, device: bool = True
+        self,
+        platform_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        device: bool = True,
+        id_namespace: str | None = None,
     ) -> list[str]:
-        """Enqueue events in one round trip, each with the request's device fields."""
-        return self.producer.enqueue_many(platform_id, [self._prepare(e, device) for e in events])
+        """Enqueue events (one round trip per 500), each with the request's device fields."""
+        prepared = [self._prepare(e, device) for e in events]
+        return self.producer.enqueue_many(platform_id, prepared, id_namespace=id_namespace)

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from eventfwd.core.connection import connect, redact_url
+from eventfwd.core.errors import EnqueueError
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.schema import ValidEvent
 from eventfwd.core.settings import Settings
@@ -25,6 +26,7 @@ from producers.failover import (
     SOCKET_TIMEOUT_S,
     RetryPlan,
     give_up_error,
+    is_retryable,
     is_unavailable,
 )
 from producers.spool import Row
@@ -46,26 +48,61 @@ class EventProducer(ProducerBase):
         self._ledger = Ledger(self._client, self.settings)
         self._init_spool(lambda: self._ledger)
 
-    def enqueue(self, platform_id: str, event: Mapping[str, Any]) -> str:
-        """Validate and enqueue one event for `platform_id`; return its id."""
-        return self.enqueue_validated(platform_id, [self.validate(event)])[0]
+    def enqueue(
+        self, platform_id: str, event: Mapping[str, Any], *, id_namespace: str | None = None
+    ) -> str:
+        """Validate and enqueue one event for `platform_id`; return its id.
 
-    def enqueue_many(self, platform_id: str, events: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Validate every event, then enqueue them all in one round trip; return their ids.
+        `id_namespace` (e.g. the authenticated caller) scopes the event's own id to that caller:
+        the id stored and sent is derived from both, so one caller cannot pre-empt another's.
+        """
+        valid = [self.validate(event)]
+        return self.enqueue_validated(platform_id, valid, id_namespace=id_namespace)[0]
+
+    def enqueue_many(
+        self,
+        platform_id: str,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        id_namespace: str | None = None,
+    ) -> list[str]:
+        """Validate every event, then enqueue them (one round trip per 500); return their ids.
 
         Any invalid event raises `InvalidEvent` (its `index` says which) before anything is
         written. Enqueueing an id that is already waiting or was delivered recently is a no-op.
         """
-        return self.enqueue_validated(platform_id, self.validate_many(events))
+        valid = self.validate_many(events)
+        return self.enqueue_validated(platform_id, valid, id_namespace=id_namespace)
 
-    def enqueue_validated(self, platform_id: str, events: Sequence[ValidEvent]) -> list[str]:
-        """Enqueue events that `validate()` already accepted, in one round trip."""
-        rows = self._rows(platform_id, events)
+    def enqueue_validated(
+        self, platform_id: str, events: Sequence[ValidEvent], *, id_namespace: str | None = None
+    ) -> list[str]:
+        """Enqueue events that `validate()` already accepted (one round trip per 500)."""
+        rows = self._rows(platform_id, events, id_namespace)
         if rows:
             self._store(rows)
         return [row[0] for row in rows]
 
     def _store(self, rows: Sequence[Row]) -> None:
+        stored: list[str] = []
+        for chunk in self._chunks(rows):
+            try:
+                self._store_chunk(chunk)
+            except EnqueueError as exc:
+                raise EnqueueError(str(exc), stored_ids=stored) from exc.__cause__
+            stored += [row[0] for row in chunk]
+
+    def _all_held(self, rows: Sequence[Row]) -> bool:
+        """True when every row is in the ledger (or delivered): a lost answer, not a failure."""
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for entry, done in self._held_keys(rows):
+                    pipe.exists(entry, done)
+                return all(pipe.execute())
+        except redis.RedisError:
+            return False
+
+    def _store_chunk(self, rows: Sequence[Row]) -> None:
         if self._spooling_now():
             self._spool_rows(rows)
             return
@@ -78,6 +115,9 @@ class EventProducer(ProducerBase):
             except redis.RedisError as exc:
                 pause = plan.pause_after(exc)
                 if pause is None:
+                    if is_retryable(exc) and self._all_held(rows):
+                        log.info("enqueue answer lost, events stored event_id=%s", rows[0][0])
+                        return
                     if self.spool is not None and is_unavailable(exc):
                         self._spool_rows(rows, cause=exc)
                         return

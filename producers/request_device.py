@@ -73,8 +73,14 @@ def device_from(
     return device
 
 
-def with_device(event: Mapping[str, Any], device: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of `event` whose `device` has `device`'s fields where the event has none."""
+def with_device(event: Mapping[str, Any], device: Mapping[str, str]) -> Any:
+    """A copy of `event` whose `device` has `device`'s fields where the event has none.
+
+    Anything but a mapping (None for a body that was not JSON) is returned as it is, for
+    validation to refuse with a 422.
+    """
+    if not isinstance(event, Mapping):
+        return event
     out = dict(event)
     given = event.get("device")
     if given is None:

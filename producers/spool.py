@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eventfwd.core.errors import ConfigError, EnqueueError
+from eventfwd.core.errors import ConfigError, EnqueueError, InvalidEvent
+from eventfwd.core.schema import check_stored
 
 FORMAT_VERSION = 1
 STALE_CLAIM_S = 120.0
@@ -110,6 +111,10 @@ def decode(data: bytes) -> list[Row]:
                 i, p, b, ms = json.loads(line)
                 if not (isinstance(i, str) and isinstance(p, str) and isinstance(b, str)):
                     raise ValueError("a row is not [id, platform, body, event_ms]")
+                try:
+                    check_stored(i, p, b)  # a file is not trusted: it goes to Redis and Moloco
+                except InvalidEvent as exc:
+                    raise ValueError(f"row {len(rows) + 1}: {exc.errors[0]}") from None
                 rows.append((i, p, b, int(ms)))
     except (ValueError, TypeError) as exc:
         raise SpoolCorrupt(str(exc)) from None

@@ -23,6 +23,11 @@ from eventfwd.core.settings import Settings
 log = logging.getLogger(__name__)
 
 VISIBILITY_TIMEOUT_S = 6 * 3600
+# The broker's Redis connections: without these a half-open connection (a dead server, a
+# dropped route) hangs a worker or beat until TCP gives up, minutes later. The socket timeout
+# stays well above kombu's 1 s BRPOP poll.
+BROKER_CONNECT_TIMEOUT_S = 5.0
+BROKER_SOCKET_TIMEOUT_S = 30.0
 # Each retention run stops after 30 s (worker/retention.py); the next one carries on.
 RETENTION_INTERVAL_S = 600.0
 
@@ -37,7 +42,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # The same server and database as the ledger (its scripts push into the broker's queue
     # list): the URL is translated for kombu (TLS options, sentinel master, unix socket).
     broker = broker_settings(settings.redis_url)
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S, **broker.transport_options}
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_S,
+        "socket_timeout": BROKER_SOCKET_TIMEOUT_S,
+        **broker.transport_options,
+    }
     control = f"{settings.queue}.control"
     return {
         "broker_url": broker.url,
@@ -93,9 +103,13 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.eventfwd_settings = settings
     from worker import startup as _startup  # noqa: F401  (connects the start-up checks)
     from worker import tasks as _tasks  # noqa: F401  (registers the tasks on this app)
-    from worker.observability import start_beat_monitoring
+    from worker.observability import install_log_escaping, start_beat_monitoring
 
     signals.beat_init.connect(start_beat_monitoring, weak=False, dispatch_uid="eventfwd.sentry")
+    # Log lines carry event ids: escape control characters once Celery has set up logging.
+    signals.after_setup_logger.connect(
+        install_log_escaping, weak=False, dispatch_uid="eventfwd.log_escaping"
+    )
 
     return app
 

@@ -26,6 +26,8 @@ from worker.backoff import parse_retry_after
 
 CONNECT_TIMEOUT_S = 3.05
 MESSAGE_MAX_CHARS = 500
+# Most of a response body read: Moloco's answers are a few hundred bytes of JSON.
+RESPONSE_MAX_BYTES = 64 * 1024
 _CA_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
@@ -73,7 +75,12 @@ class HttpClient:
     """
 
     def __init__(self, *, timeout_s: float, pool_size: int = 10) -> None:
-        self._timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_S, timeout_s), read=timeout_s)
+        connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
+        self._timeout = urllib3.Timeout(connect=connect_s, read=timeout_s)
+        # The read timeout bounds each wait for a byte; a server trickling its answer a byte at
+        # a time would hold a POST without end. This bounds the whole exchange (under the
+        # lease: settings require a lease of more than twice the timeout).
+        self._deadline_s = connect_s + timeout_s
         self._options: dict[str, Any] = {
             "maxsize": pool_size,
             "block": False,
@@ -120,12 +127,7 @@ class HttpClient:
             return _connection_error(exc, started)
         # The status line is the answer: a 200 whose body then breaks off was still accepted,
         # and resending it would only make a duplicate.
-        try:
-            text = r.read(decode_content=True).decode("utf-8", "replace")
-        except (HTTPError, OSError) as exc:
-            text = f"unreadable response body ({type(exc).__name__})"
-        finally:
-            r.release_conn()
+        text = _read_capped(r, started + self._deadline_s)
         return Response(
             r.status,
             moloco_message(text) if r.status >= 300 else "",
@@ -138,6 +140,35 @@ class HttpClient:
         self._direct.clear()
         for manager in self._proxied.values():
             manager.clear()
+
+
+def _read_capped(r: Any, deadline: float) -> str:
+    """Read the body up to `RESPONSE_MAX_BYTES` and the deadline; drop the connection if cut."""
+    chunks: list[bytes] = []
+    size, complete = 0, False
+    try:
+        while size < RESPONSE_MAX_BYTES:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                break
+            sock = getattr(r.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(remaining_s)
+            # read1: whatever one receive brings, so the deadline is looked at between receives
+            data = r.read1(amt=min(16_384, RESPONSE_MAX_BYTES - size), decode_content=True)
+            if not data:
+                complete = True
+                break
+            chunks.append(data)
+            size += len(data)
+        text = b"".join(chunks).decode("utf-8", "replace")
+    except (HTTPError, OSError) as exc:
+        text = f"unreadable response body ({type(exc).__name__})"
+    finally:
+        if not complete:
+            r.close()  # unread bytes left: the connection cannot serve another request
+        r.release_conn()
+    return text
 
 
 def _connection_error(exc: BaseException, started: float) -> Response:

@@ -21,12 +21,14 @@ import warnings
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import sentry_sdk
 from celery.schedules import schedule as interval_schedule
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 
+from eventfwd.core.connection import sentinel_config
+from eventfwd.core.errors import ConfigError
 from eventfwd.core.settings import Settings, read_dotenv
 
 log = logging.getLogger(__name__)
@@ -51,17 +53,24 @@ _IDENTIFIER_KEYS = (
     "user_id", "persistent_id", "custom_id", "ip", "ua", "advertising_id", "unique_device_id",
     "session_id", "ip_address", "client_ip", "remote_addr", "user_agent",
 )  # fmt: skip
-_SECRET_KEYS = ("x_api_key", "api_key", "moloco_api_key", "authorization", "password")
+_SECRET_KEYS = (
+    "x_api_key", "api_key", "moloco_api_key", "authorization", "password", "sentinel_password",
+    "hash_pepper",
+)  # fmt: skip
 _SENSITIVE_SQUASHED = frozenset(
     re.sub(r"[^a-z0-9]", "", k) for k in _IDENTIFIER_KEYS + _SECRET_KEYS
 )
-# `name: value`, `name=value`, `"name": "value"` inside free text (log lines, echoed JSON).
+# `name: value`, `name=value`, `"name": "value"` inside free text (log lines, echoed JSON), and
+# `\"name\": \"value\"`: JSON inside a JSON string, its quotes escaped (once or more).
 _SENSITIVE_IN_TEXT = re.compile(
-    r"""(?P<key>["']?\b(?:"""
+    r"""(?P<key>(?:\\*["'])?\b(?:"""
     + "|".join(k.replace("_", "[-_ ]?") for k in _IDENTIFIER_KEYS + _SECRET_KEYS)
-    + r""")\b["']?\s*[:=]\s*)(?P<value>\[Filtered\]|"[^"]*"|'[^']*'|[^\s,;&}\])]+)""",
+    + r""")\b(?:\\*["'])?\s*[:=]\s*)"""
+    + r"""(?P<value>\[Filtered\]|(?P<esc>\\+)"(?:(?!(?P=esc)").)*(?P=esc)"|"[^"]*"|'[^']*'"""
+    + r"""|[^\s,;&}\])\\]+)""",
     re.IGNORECASE,
 )
+_QUOTE = re.compile(r"""\\*["']""")
 # Celery task arguments carry event ids only; anything else in them is dropped.
 _ID_SHAPED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}")
 _ID_KWARGS = frozenset({"event_id", "event_ids"})
@@ -93,8 +102,7 @@ class Scrubber:
         """Scrub the global and every per-platform API key, the hash pepper, the Redis password."""
         keys = [settings.moloco_api_key, *(o.api_key for o in settings.platforms.values())]
         keys.append(getattr(settings, "hash_pepper", None))
-        with contextlib.suppress(ValueError):
-            keys.append(urlsplit(settings.redis_url).password)
+        keys.extend(_redis_secrets(settings.redis_url))
         return cls(keys)
 
     def text(self, value: str) -> str:
@@ -143,9 +151,24 @@ class Scrubber:
         return self.event(event, hint)
 
 
+def _redis_secrets(url: str) -> list[str | None]:
+    """The Redis URL's passwords as written (percent-encoded) and as sent (decoded)."""
+    found: list[str | None] = []
+    with contextlib.suppress(ValueError, ConfigError):
+        if url.startswith("sentinel://"):
+            cfg = sentinel_config(url)
+            found += [cfg.password, cfg.sentinel_password]
+            found.append(cfg.userinfo.partition(":")[2] or None)
+            found += re.findall(r"sentinel_password=([^&;#]+)", url)  # as written
+        else:
+            raw = urlsplit(url).password
+            found += [raw, unquote(raw) if raw else None]
+    return found
+
+
 def _filtered_value(match: re.Match[str]) -> str:
-    value = match.group("value")
-    quote = value[0] if value[:1] in {'"', "'"} else ""
+    quoted = _QUOTE.match(match.group("value"))
+    quote = quoted.group() if quoted else ""
     return f"{match.group('key')}{quote}{FILTERED}{quote}"
 
 
@@ -163,6 +186,35 @@ def _task_kwargs(value: Any) -> Any:
     if not isinstance(value, dict):
         return _ids_only(value)
     return {k: _ids_only(v) if k in _ID_KWARGS else FILTERED for k, v in value.items()}
+
+
+# -- log lines ------------------------------------------------------------------------------
+
+_LOG_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class EscapeControlCharacters(logging.Filter):
+    """Write control characters of a log message as escapes: no forged lines, no escape codes.
+
+    Ids are refused with control characters at enqueue and import, but a record written by an
+    older version, or a message quoted from Moloco, may still carry one into a log line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _LOG_CONTROL.search(message):
+            record.msg = _LOG_CONTROL.sub(
+                lambda m: m.group().encode("unicode_escape").decode("ascii"), message
+            )
+            record.args = None
+        return True
+
+
+def install_log_escaping(*_: Any, **__: Any) -> None:
+    """Add `EscapeControlCharacters` to every handler of the root logger (once each)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, EscapeControlCharacters) for f in handler.filters):
+            handler.addFilter(EscapeControlCharacters())
 
 
 # -- set-up ---------------------------------------------------------------------------------

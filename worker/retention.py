@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from eventfwd.core.export import write_envelopes
+from eventfwd.core.export import open_private, write_envelopes
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.records import Records
@@ -81,7 +81,7 @@ def enforce_retention(
         path = Path(export_dir) / f"dead-letters-{stamp}.jsonl"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            out = path.open("a", encoding="utf-8")
+            out = open_private(path)  # dead letters hold identifiers, IP, user agent
         except OSError as exc:
             result.error = f"cannot write {path}: {exc}; nothing was trimmed"
             log.error("dead-letter retention: %s", result.error)

@@ -22,7 +22,7 @@ from eventfwd.cli.base import (
     handle_errors,
     pass_context,
 )
-from eventfwd.cli.format import ago, describe, filter_options, iso, make_filter, table
+from eventfwd.cli.format import ago, describe, filter_options, iso, make_filter, printable, table
 from eventfwd.cli.jsonstream import BadItem, read_items
 from eventfwd.core.export import (
     IMPORTED,
@@ -33,6 +33,7 @@ from eventfwd.core.export import (
     Importer,
     ImportRow,
     dead_line,
+    open_private,
     parse_record,
 )
 from eventfwd.core.records import Envelope
@@ -142,7 +143,7 @@ def _delivered(found: lookup.Found, as_json: bool) -> None:
 
 def _show(env: Envelope, found: lookup.Found) -> None:
     def line(name: str, value: Any) -> None:
-        click.echo(f"{name:11} {value if value not in (None, '') else '-'}")
+        click.echo(f"{name:11} {printable(value) if value not in (None, '') else '-'}")
 
     for name, value in (
         ("id", env.id),
@@ -180,7 +181,7 @@ def _show(env: Envelope, found: lookup.Found) -> None:
             ["  TIME", "STATUS", "OUTCOME", "DURATION", "MESSAGE"],
         )
     click.echo("event:")
-    click.echo(json.dumps(env.event, indent=2, ensure_ascii=False))
+    click.echo(printable(json.dumps(env.event, indent=2, ensure_ascii=False), keep_newlines=True))
 
 
 def _replay_imported(ctx: Context, ids: list[str]) -> None:
@@ -272,18 +273,29 @@ def dead_stats(ctx: Context, group_by: str, as_json: bool, **filters: Any) -> No
 @filter_options
 @click.option("--limit", type=click.IntRange(min=1), help="At most N, oldest first.")
 @click.option("--append", is_flag=True, help="Add to FILE when it exists (default: refuse).")
+@click.option(
+    "--redact",
+    is_flag=True,
+    help="Replace user identifiers, IP and user agent with SHA-256 digests (for sharing).",
+)
 @pass_context
 @handle_errors
-def dead_export(ctx: Context, file: str, limit: int | None, append: bool, **filters: Any) -> None:
-    """Write dead letters to FILE (- for stdout) as JSON lines, for `dead import` or keeping."""
+def dead_export(
+    ctx: Context, file: str, limit: int | None, append: bool, redact: bool, **filters: Any
+) -> None:
+    """Write dead letters to FILE (- for stdout) as JSON lines, for `dead import` or keeping.
+
+    The lines hold user identifiers, IP addresses and user agents: FILE is created readable by
+    its owner only. --redact writes digests in their place, for a file to share.
+    """
     flt = make_filter(**filters)
     if file != "-" and Path(file).exists() and not append:
         raise click.BadParameter(f"{file} exists; use --append or another name", param_hint="FILE")
-    out: IO[str] = sys.stdout if file == "-" else open(file, "a", encoding="utf-8")  # noqa: SIM115
+    out: IO[str] = sys.stdout if file == "-" else open_private(file)
     n = 0
     try:
         for env in ctx.records.dead_letters(flt, limit=limit):
-            out.write(dead_line(env) + "\n")
+            out.write(dead_line(env, redacted=redact) + "\n")
             n += 1
     finally:
         if out is not sys.stdout:

@@ -57,11 +57,16 @@ def read_items(
         yield from _lines(buf, reader)
 
 
+NESTED_TOO_DEEPLY = "nested too deeply to read (no event is nested like this)"
+
+
 def _decode(line: str) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         return BadItem(f"not JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:  # Python's parser recurses: a hostile line must not end the run
+        return BadItem(NESTED_TOO_DEEPLY)
 
 
 def _lines(buf: str, reader: _Reader) -> Iterator[tuple[int, Any]]:
@@ -113,6 +118,10 @@ def _array(buf: str, reader: _Reader) -> Iterator[tuple[int, Any]]:
             continue
         try:
             value, end = decoder.raw_decode(buf, pos)
+        except RecursionError:
+            message = f"{NESTED_TOO_DEEPLY}; the rest of the array was not read"
+            yield line, BadItem(message, fatal=True)
+            return
         except json.JSONDecodeError as exc:
             if not reader.eof and len(buf) - pos <= MAX_ITEM_CHARS:
                 buf, pos = buf[pos:] + reader.read(), 0

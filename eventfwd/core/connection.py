@@ -66,14 +66,57 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def redact_url(url: str) -> str:
-    """Return `url` with any password replaced by `***`, fit for logs and error messages."""
-    url = re.sub(r"(://[^:@/;]*):[^@/;]*@", r"\1:***@", url)
-    return re.sub(r"([?&][a-z_]*password=)[^&;]*", r"\1***", url)
+# What a user name or password may hold unencoded: RFC 3986's userinfo characters less `;`,
+# which kombu reads as the separator of failover URLs. Anything else (`; @ / ? #`, spaces) must be
+# percent-encoded, or redis-py and kombu would each cut the URL somewhere else.
+_USERINFO = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:%]*")
+_SAFE_USER = re.compile(r"[A-Za-z0-9\-._~%]+")
+# Where one URL of a `;`-joined list ends: a `;` followed by a scheme.
+_NEXT_URL = re.compile(r";(?=\s*[A-Za-z][A-Za-z0-9+.\-]*://)")
+_SECRET_OPTION = re.compile(r"([?&][a-z_]*password=)[^&]*", re.IGNORECASE)
+_ENCODE_HINT = "percent-encode ; @ / ? # in a user name or password as %3B %40 %2F %3F %23"
 
 
-def _bad(url: str, problem: str) -> ConfigError:
-    return ConfigError(f"EVENTFWD_REDIS_URL {redact_url(url)!r}: {problem}")
+def _authority_split(part: str) -> tuple[str, str | None, str]:
+    """(`scheme://`, userinfo or None, the rest) of one URL, the userinfo ending at the last `@`.
+
+    The last `@`, not the first `/`: a password holding a raw `/`, `?` or `#` must still be
+    taken for a password, whatever else the URL means.
+    """
+    scheme, sep, rest = part.partition("://")
+    if not sep:
+        scheme, rest = "", part
+    head = f"{scheme}{sep}"
+    at = rest.rfind("@")
+    if at < 0:
+        return head, None, rest
+    return head, rest[:at], rest[at + 1 :]
+
+
+def redact_url(url: str, *, keep_user: bool = True) -> str:
+    """Return `url` with every password replaced by `***`, fit for logs and error messages.
+
+    The URL is taken apart, not pattern-matched for a well-formed password: whatever stands
+    before the last `@` of each URL is credentials, and only a plain user name is kept (none
+    with `keep_user=False`, as in errors about the URL itself).
+    """
+    shown: list[str] = []
+    for part in _NEXT_URL.split(url):
+        head, userinfo, rest = _authority_split(part)
+        if userinfo is not None:
+            user, colon, _ = userinfo.partition(":")
+            keep = user if keep_user and colon and _SAFE_USER.fullmatch(user) else ""
+            rest = f"{keep}:***@{rest}" if keep else f"***@{rest}"
+        shown.append(head + rest)
+    return _SECRET_OPTION.sub(r"\1***", ";".join(shown))
+
+
+def _check_userinfo(url: str) -> None:
+    """Refuse credentials that redis-py and kombu would read differently (names no part of them)."""
+    for part in _NEXT_URL.split(url):
+        _, userinfo, _ = _authority_split(part)
+        if userinfo is not None and not _USERINFO.fullmatch(userinfo):
+            raise _bad(url, f"the user name or password holds a URL delimiter: {_ENCODE_HINT}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +152,11 @@ class BrokerSettings:
     url: str
     transport_options: dict[str, Any]
     use_ssl: dict[str, Any] | None = None
+
+
+def _bad(url: str, problem: str) -> ConfigError:
+    # No part of the credentials, the user name included: the URL may be cut in the wrong place.
+    return ConfigError(f"EVENTFWD_REDIS_URL {redact_url(url, keep_user=False)!r}: {problem}")
 
 
 def _query(url: str, scheme: str, query: str) -> dict[str, str]:
@@ -175,14 +223,20 @@ def sentinel_config(url: str) -> SentinelConfig:
     The database, credentials and options may be written on any one part (or repeated
     identically); the sentinels are every part's host and port.
     """
+    _check_userinfo(url)
     hosts: list[tuple[str, int]] = []
     db: int | None = None
     userinfo = ""
     query: dict[str, str] = {}
-    for raw in url.split(";"):
+    for number, raw in enumerate(url.split(";"), start=1):
         part = urlsplit(raw.strip())
         if part.scheme != "sentinel" or not part.hostname:
-            raise _bad(url, f"part {redact_url(raw)!r} is not sentinel://host:port")
+            # Not echoed: a stray piece may be the tail of a password cut at a raw `;`.
+            raise _bad(
+                url,
+                f"part {number} (of those the `;` separates) is not sentinel://host:port; "
+                "percent-encode a ; inside a password as %3B",
+            )
         hosts.append((part.hostname, _port(url, part, DEFAULT_SENTINEL_PORT)))
         if part.path.strip("/"):
             part_db = _db(url, part.path)
@@ -226,6 +280,7 @@ def redis_py_url(url: str) -> str:
     scheme = parts.scheme
     if scheme not in ("redis", "rediss", "unix"):
         raise _bad(url, "is not a redis://, rediss://, unix:// or sentinel:// URL")
+    _check_userinfo(url)
     query = _query(url, scheme, parts.query)
     out: dict[str, str] = {}
     if scheme == "unix":
@@ -307,3 +362,28 @@ def broker_settings(url: str) -> BrokerSettings:
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def check_url(url: str) -> BrokerSettings:
+    """Check `url` for both readers at start: our parse, then kombu's, which must agree.
+
+    Builds the broker connection object once (no network) so that a URL the worker could not
+    use is refused wherever settings are read, the producer side included.
+    """
+    broker = broker_settings(url)
+    from kombu import Connection  # the broker's parser; imported only when settings are read
+
+    try:
+        conn = Connection(broker.url, transport_options=broker.transport_options)
+        seen = conn.password
+    except Exception as exc:  # kombu's own messages may quote the URL
+        raise _bad(url, f"the Celery broker cannot read it ({type(exc).__name__})") from None
+    if url.startswith("sentinel://"):
+        expected = sentinel_config(url).password
+    elif url.startswith("unix://"):
+        return broker  # kombu keeps a socket URL whole; redis_py_url checked it
+    else:
+        expected = unquote(urlsplit(url).password or "") or None
+    if seen != expected:
+        raise _bad(url, f"the Celery broker would read another password: {_ENCODE_HINT}")
+    return broker

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# An InvalidEvent lists at most this many errors, then one `more_errors` marker: the answer to
+# a hostile event stays small whatever the event holds.
+MAX_REPORTED_ERRORS = 50
+
 
 class EventForwarderError(Exception):
     """Root of every error eventfwd raises on purpose."""
@@ -39,7 +43,12 @@ class InvalidEvent(EventForwarderError, ValueError):
     """An event was refused; `errors` lists every broken rule, `str()` shows them all."""
 
     def __init__(self, errors: list[FieldError], *, index: int | None = None) -> None:
-        self.errors = list(errors)
+        self.errors = list(errors[:MAX_REPORTED_ERRORS])
+        if len(errors) > MAX_REPORTED_ERRORS:
+            more = len(errors) - MAX_REPORTED_ERRORS
+            self.errors.append(
+                FieldError("", "more_errors", f"and {more} more error(s), not listed")
+            )
         self.index = index
         where = f"event #{index}" if index is not None else "event"
         lines = "\n".join(f"  - {e}" for e in self.errors)
@@ -50,7 +59,11 @@ class InvalidEvent(EventForwarderError, ValueError):
 
 
 class EnqueueError(EventForwarderError):
-    """The event could not be stored durably; nothing was enqueued."""
+    """Events could not be stored durably; `stored_ids` lists those of the batch that were."""
+
+    def __init__(self, message: str, *, stored_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.stored_ids = list(stored_ids or [])
 
 
 class LedgerError(EventForwarderError):

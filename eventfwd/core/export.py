@@ -8,8 +8,10 @@ event (the body as sent to Moloco) and history (one object per attempt).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -20,18 +22,68 @@ from eventfwd.core.errors import InvalidEvent, LedgerError
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import script_source
 from eventfwd.core.records import DEAD_REASONS, Envelope
-from eventfwd.core.schema import validate_event, validate_platform_id
+from eventfwd.core.schema import MAX_EVENT_BYTES, validate_event, validate_platform_id
+from eventfwd.core.schema.models import MAX_ID_CHARS
+from eventfwd.core.schema.validate import size_guard
 from eventfwd.core.settings import Settings
 
 IMPORT_BATCH = 200
+# Bounds on imported numbers: times up to the year 9999 (a `dead_at` of 1e30 crashed `dead
+# show`), counts far above any real attempt or replay count.
+MAX_EPOCH_MS = 253_402_300_799_999
+MAX_COUNT = 1_000_000
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 HISTORY_MAX_CHARS = 8192  # as `add_history` in core/lua/_lib.lua keeps it
 
 # import.lua's answer per record
 SKIPPED_LIVE, IMPORTED, REPLACED, SKIPPED_DELIVERED, SKIPPED_DEAD = 0, 1, 2, 3, 4
 
 
-def dead_line(env: Envelope) -> str:
-    return json.dumps(env.as_dict(), separators=(",", ":"), ensure_ascii=False)
+# What a dead letter holds about a person: Moloco's identifiers and the device signals the
+# integrations add. `--redact` replaces each with a digest, so a file can be shared.
+PERSONAL_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("user_id",),
+    ("custom_id",),
+    ("session_id",),
+    ("device", "persistent_id"),
+    ("device", "advertising_id"),
+    ("device", "unique_device_id"),
+    ("device", "ip"),
+    ("device", "ua"),
+)
+
+
+def open_private(path: str | os.PathLike[str]) -> IO[str]:
+    """Open `path` to append, creating it readable by its owner only (dead letters are PII)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def redact(record: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter's dict with its personal fields replaced by `sha256:<hex>` digests.
+
+    Unkeyed, so equal values stay equal across a file (to count users, not to name them); for
+    values that could be guessed (an IP) that is pseudonymous, not anonymous.
+    """
+    event = record.get("event")
+    if not isinstance(event, dict):
+        return record
+    event = json.loads(json.dumps(event))
+    for path in PERSONAL_FIELDS:
+        holder: Any = event
+        for part in path[:-1]:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(path[-1]), str):
+            digest = hashlib.sha256(holder[path[-1]].encode("utf-8", "surrogatepass"))
+            holder[path[-1]] = f"sha256:{digest.hexdigest()}"
+    return {**record, "event": event}
+
+
+def dead_line(env: Envelope, *, redacted: bool = False) -> str:
+    record = env.as_dict()
+    return json.dumps(
+        redact(record) if redacted else record, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def write_envelopes(out: IO[str], envelopes: Iterable[Envelope], *, sync: bool = False) -> int:
@@ -80,12 +132,14 @@ class ImportRow:
         ]
 
 
-def _count(record: Mapping[str, Any], name: str, problems: list[str]) -> int:
+def _count(
+    record: Mapping[str, Any], name: str, problems: list[str], limit: int = MAX_COUNT
+) -> int:
     value = record.get(name)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        problems.append(f"{name}: must be a whole number >= 0 or null")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        problems.append(f"{name}: must be a whole number from 0 to {limit} or null")
         return 0
     return value
 
@@ -112,6 +166,8 @@ def parse_record(
     event_id, event = record.get("id"), record.get("event")
     if not isinstance(event_id, str) or not event_id:
         problems.append("id: required, a non-empty string")
+    elif len(event_id) > MAX_ID_CHARS or _CONTROL.search(event_id):
+        problems.append(f"id: at most {MAX_ID_CHARS} characters, no control characters")
     try:
         platform_id = validate_platform_id(record.get("platform_id"))
     except InvalidEvent as exc:
@@ -133,8 +189,8 @@ def parse_record(
         problems.append(f"event.id {event.get('id')!r} differs from id {event_id!r}")
     body, event_ms = _body({**event, "id": event_id}, settings, validate, problems)
     attempts, replays = _count(record, "attempts", problems), _count(record, "replays", problems)
-    dead_ms = _count(record, "dead_at", problems) or now_ms
-    enqueued_ms = _count(record, "enqueued_at", problems) or dead_ms
+    dead_ms = _count(record, "dead_at", problems, MAX_EPOCH_MS) or now_ms
+    enqueued_ms = _count(record, "enqueued_at", problems, MAX_EPOCH_MS) or dead_ms
     history = _history(record.get("history"), problems)
     if problems:
         return problems
@@ -142,7 +198,7 @@ def parse_record(
         id=str(event_id),
         platform_id=platform_id,
         body=body,
-        event_ms=_count(record, "event_at", problems) or event_ms,
+        event_ms=_count(record, "event_at", problems, MAX_EPOCH_MS) or event_ms,
         enqueued_ms=enqueued_ms,
         attempts=attempts,
         replays=replays,
@@ -170,7 +226,20 @@ def _body(
         event_ms = int(event.get("timestamp") or 0)
     except (TypeError, ValueError):
         event_ms = 0
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False), event_ms
+    too_big = size_guard(event)  # an archive is still bounded: it goes back to Redis
+    if too_big is not None:
+        problems.append(f"event: {too_big.message} [{too_big.rule}]")
+        return "", 0
+    try:
+        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        body.encode("utf-8")
+    except (RecursionError, ValueError, TypeError, UnicodeEncodeError) as exc:
+        problems.append(f"event: cannot be written as JSON ({type(exc).__name__})")
+        return "", 0
+    if len(body) > MAX_EVENT_BYTES:
+        problems.append(f"event: is {len(body)} characters as JSON, over {MAX_EVENT_BYTES}")
+        return "", 0
+    return body, event_ms
 
 
 class Importer:

@@ -36,6 +36,11 @@ ENGINE_TTL_MS = 10_000
 WAKE_MS = 10_000
 
 
+# Events per `enqueue.lua` call: a larger batch is split, so that one call blocks Redis for
+# milliseconds (100,000 events in one call blocked it for 1.45 s).
+ENQUEUE_ROWS_PER_CALL = 500
+
+
 # Lua modules prepended to every script, in order: helpers, the Celery message contract, then
 # one module per policy (circuit, rate, in-flight cap) that every script calls.
 SHARED_LUA = (
@@ -255,8 +260,17 @@ class Ledger:
     # -- producer side ---------------------------------------------------------------------
 
     def enqueue(self, events: Sequence[tuple[str, str, str, int]]) -> list[int]:
-        """Store (id, platform, body, event_ms) tuples and publish their ids; one round trip."""
-        return check_enqueue(self._run("enqueue", enqueue_argv(self.settings, events)), events)
+        """Store (id, platform, body, event_ms) tuples and publish their ids.
+
+        One round trip per `ENQUEUE_ROWS_PER_CALL` events, so no call blocks Redis for long.
+        """
+        outcomes: list[int] = []
+        for start in range(0, len(events), ENQUEUE_ROWS_PER_CALL):
+            chunk = events[start : start + ENQUEUE_ROWS_PER_CALL]
+            outcomes += check_enqueue(
+                self._run("enqueue", enqueue_argv(self.settings, chunk)), chunk
+            )
+        return outcomes
 
     # -- worker side -----------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventfwd.core.connection import redact_url
-from eventfwd.core.errors import ConfigError
+from eventfwd.core.connection import check_url, redact_url
+from eventfwd.core.errors import ConfigError, InvalidEvent
 
 PREFIX = "EVENTFWD_"
 _PLATFORM_RE = re.compile(
@@ -110,6 +110,34 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _platform_list(name: str, raw: str) -> frozenset[str]:
+    # The same rule as an enqueued platform id (it goes in the URL path).
+    from eventfwd.core.schema.validate import validate_platform_id
+
+    ids = [part.strip() for part in raw.split(",")]
+    if not any(ids):
+        raise ConfigError(f"{name} is set but names no platform (unset it to allow any)")
+    out: set[str] = set()
+    for platform_id in ids:
+        if not platform_id:
+            continue
+        try:
+            out.add(validate_platform_id(platform_id))
+        except InvalidEvent as exc:
+            raise ConfigError(f"{name}: {platform_id!r} {exc.errors[0].message}") from None
+    return frozenset(out)
+
+
+CLIENT_ID_POLICIES = ("keep", "ignore")
+
+
+def _client_ids(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in CLIENT_ID_POLICIES:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(CLIENT_ID_POLICIES)}")
+    return value
+
+
 def _key_prefix(name: str, raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", raw):
         raise ConfigError(f"{name}={raw!r} must be 1-64 characters of A-Z a-z 0-9 _ . -")
@@ -117,11 +145,18 @@ def _key_prefix(name: str, raw: str) -> str:
 
 
 _HTTP = _url(("http", "https"))
-_REDIS = _url(("redis", "rediss", "sentinel", "unix"))
+_REDIS_SCHEME = _url(("redis", "rediss", "sentinel", "unix"))
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = _REDIS_SCHEME(name, raw)
+    check_url(value)  # the ledger's and the broker's reading, at start (names the variable)
+    return value
+
 
 # variable suffix -> (attribute, parser). Units are in the attribute names.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "REDIS_URL": ("redis_url", _REDIS),
+    "REDIS_URL": ("redis_url", _redis_url),
     "MOLOCO_BASE_URL": ("moloco_base_url", _HTTP),
     "MOLOCO_API_KEY": ("moloco_api_key", _text),
     "RETRY_BASE_SECONDS": ("retry_base_s", _positive_float),
@@ -157,6 +192,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "WEB_PORT": ("web_port", _positive_int),
     "WEB_SECRET": ("web_secret", _text),
     "WEB_READ_ONLY": ("web_read_only", _bool),
+    "ALLOWED_PLATFORMS": ("allowed_platforms", _platform_list),
+    "CLIENT_IDS": ("client_ids", _client_ids),
 }
 
 
@@ -207,6 +244,11 @@ class Settings:
     web_port: int = 8640
     web_secret: str | None = field(default=None, repr=False)
     web_read_only: bool = False
+    # None: any platform id; else only these (enqueue refuses others, the worker sends none).
+    allowed_platforms: frozenset[str] | None = None
+    # "keep": an event's own `id` is Moloco's de-duplication key; "ignore": every event gets a
+    # fresh one (for callers who may not choose ids: a known id sent first silences the real one).
+    client_ids: str = "keep"
     platforms: Mapping[str, PlatformOverride] = field(default_factory=dict)
 
     @classmethod
@@ -260,6 +302,7 @@ class Settings:
                 "EVENTFWD_CONCURRENCY_MIN <= EVENTFWD_CONCURRENCY_INITIAL <= "
                 "EVENTFWD_CONCURRENCY_MAX must hold"
             )
+        self._check_platform_names()
         if self.retry_max_s < self.retry_base_s:
             raise ConfigError("EVENTFWD_RETRY_MAX_SECONDS must be >= EVENTFWD_RETRY_BASE_SECONDS")
         if self.web_secret is not None and len(self.web_secret) < 16:
@@ -270,6 +313,44 @@ class Settings:
                 "or a slow request would outlive its lease and be sent twice"
             )
 
+    def _check_platform_names(self) -> None:
+        """With an allow-list, every override variable must belong to exactly one platform.
+
+        `acme-eu`, `acme.eu` and `ACME_EU` share the variables `EVENTFWD_PLATFORM_ACME_EU_*`;
+        two such platforms would share one key and URL, so the ambiguity stops the process.
+        """
+        if self.allowed_platforms is None:
+            return
+        owners: dict[str, str] = {}
+        for platform_id in sorted(self.allowed_platforms):
+            key = platform_env_key(platform_id)
+            if key in owners:
+                raise ConfigError(
+                    f"EVENTFWD_ALLOWED_PLATFORMS: {owners[key]!r} and {platform_id!r} would share "
+                    f"the settings EVENTFWD_PLATFORM_{key}_*; platform ids must differ in more "
+                    "than case and the characters - . _ ~"
+                )
+            owners[key] = platform_id
+        for key, override in self.platforms.items():
+            if key not in owners:
+                what = next(
+                    name
+                    for name, value in (
+                        ("BASE_URL", override.base_url),
+                        ("API_KEY", override.api_key),
+                        ("RATE_LIMIT_PER_SECOND", override.rate_limit_per_s),
+                    )
+                    if value is not None
+                )
+                raise ConfigError(
+                    f"EVENTFWD_PLATFORM_{key}_{what} is set, but no platform of "
+                    "EVENTFWD_ALLOWED_PLATFORMS uses it"
+                )
+
+    def allows_platform(self, platform_id: str) -> bool:
+        """True when events for `platform_id` may be enqueued and sent (the allow-list)."""
+        return self.allowed_platforms is None or platform_id in self.allowed_platforms
+
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with `changes` applied (validated like the original)."""
         settings = dataclasses.replace(self, **changes)
@@ -278,7 +359,9 @@ class Settings:
 
     def platform(self, platform_id: str) -> PlatformConfig:
         """Resolve base URL, key and rate limit for one platform (override, else global)."""
-        override = self.platforms.get(platform_env_key(platform_id), PlatformOverride())
+        override = PlatformOverride()
+        if self.allows_platform(platform_id):  # a look-alike id never borrows an override
+            override = self.platforms.get(platform_env_key(platform_id), override)
         return PlatformConfig(
             platform_id=platform_id,
             base_url=override.base_url or self.moloco_base_url,

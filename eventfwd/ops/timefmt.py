@@ -19,11 +19,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def iso(ms: int | None) -> str:
-    """Epoch milliseconds as UTC ISO 8601, to the second; '-' for none."""
+def iso(ms: object) -> str:
+    """Epoch milliseconds as UTC ISO 8601, to the second; '-' for none; absurd values as given
+    (an imported record may carry any number)."""
     if not ms:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(float(ms) / 1000, UTC).strftime(  # type: ignore[arg-type]
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+    except (OverflowError, ValueError, OSError, TypeError):
+        text = "".join(c if c.isprintable() else "?" for c in str(ms))
+        return f"{text[:40]} (not a time)"
 
 
 def span(seconds: float) -> str:
@@ -41,7 +48,10 @@ def span(seconds: float) -> str:
 def ago(ms: int | None, now: int | None = None) -> str:
     if not ms:
         return "-"
-    return span(((now or now_ms()) - ms) / 1000) + " ago"
+    try:
+        return span(((now or now_ms()) - ms) / 1000) + " ago"
+    except (OverflowError, TypeError):
+        return "-"
 
 
 def parse_when(text: str, now: int | None = None) -> int:

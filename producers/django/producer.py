@@ -59,16 +59,28 @@ def _prepare(request: HttpRequest | None, event: Mapping[str, Any]) -> Mapping[s
     return with_device(event, device_from_request(request))
 
 
-def enqueue(request: HttpRequest | None, platform_id: str, event: Mapping[str, Any]) -> str:
+def enqueue(
+    request: HttpRequest | None,
+    platform_id: str,
+    event: Mapping[str, Any],
+    *,
+    id_namespace: str | None = None,
+) -> str:
     """Enqueue one event, its missing device fields filled from `request` (None: not)."""
-    return get_producer().enqueue(platform_id, _prepare(request, event))
+    prepared = _prepare(request, event)
+    return get_producer().enqueue(platform_id, prepared, id_namespace=id_namespace)
 
 
 def enqueue_many(
-    request: HttpRequest | None, platform_id: str, events: Iterable[Mapping[str, Any]]
+    request: HttpRequest | None,
+    platform_id: str,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    id_namespace: str | None = None,
 ) -> list[str]:
-    """Enqueue events in one round trip, each with `request`'s device fields."""
-    return get_producer().enqueue_many(platform_id, [_prepare(request, e) for e in events])
+    """Enqueue events (one round trip per 500), each with `request`'s device fields."""
+    prepared = [_prepare(request, e) for e in events]
+    return get_producer().enqueue_many(platform_id, prepared, id_namespace=id_namespace)
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:

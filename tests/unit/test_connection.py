@@ -231,7 +231,7 @@ def test_celery_config_takes_the_broker_settings() -> None:
     plain = conf("redis://h:6379/1")
     assert plain["broker_url"] == "redis://h:6379/1"
     assert plain["broker_use_ssl"] is False
-    assert plain["broker_transport_options"] == {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    assert plain["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT_S
 
     tls = conf("rediss://h:6380/1?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem")
     assert tls["broker_url"] == "rediss://h:6380/1"
@@ -244,3 +244,96 @@ def test_celery_config_takes_the_broker_settings() -> None:
         "mymaster",
         VISIBILITY_TIMEOUT_S,
     )
+
+
+# -- passwords with URL delimiters (issue #11, item 1) -----------------------------------------
+
+# Each secret is written percent-encoded: both readers must decode it to the same password.
+ENCODED_PASSWORDS = {
+    "Pa;ss": "Pa%3Bss",
+    "Pa@ss": "Pa%40ss",
+    "Pa/ss": "Pa%2Fss",
+    "Pa?ss": "Pa%3Fss",
+    "Pa#ss": "Pa%23ss",
+    "a;b@c/d?e#f:g%": "a%3Bb%40c%2Fd%3Fe%23f:g%25",
+}
+
+
+@pytest.mark.parametrize("secret", sorted(ENCODED_PASSWORDS))
+@pytest.mark.parametrize("template", ["redis://:{}@h:6380/2", "rediss://u:{}@h:6380/2"])
+def test_a_percent_encoded_password_works_for_the_ledger_and_the_broker(
+    secret: str, template: str
+) -> None:
+    url = template.format(ENCODED_PASSWORDS[secret])
+    ledger, broker = ledger_params(url), kombu_params(broker_settings(url))
+    assert ledger["password"] == broker["password"] == secret
+    assert (ledger["host"], ledger["db"]) == (broker["host"], broker["db"]) == ("h", 2)
+    Settings.from_mapping({"EVENTFWD_REDIS_URL": url})
+
+
+def test_a_percent_encoded_password_works_for_sentinels_too() -> None:
+    url = "sentinel://:Pa%3Bss%40x@h1:26379;sentinel://h2:26379/3?master_name=m"
+    cfg = sentinel_config(url)
+    assert cfg.password == "Pa;ss@x"
+    broker = broker_settings(url)
+    assert kombu_params(broker)["password"] == "Pa;ss@x"
+    assert len(Connection(broker.url).alt) == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Pa;ssw0rdTAIL@h:6379/0",
+        "redis://:Pa@ssw0rdTAIL@h:6379/0",
+        "redis://:Pa/ssw0rdTAIL@h:6379/0",
+        "redis://:Pa?ssw0rdTAIL@h:6379/0",
+        "redis://:Pa#ssw0rdTAIL@h:6379/0",
+        "rediss://user:Pa;ssw0rdTAIL@h:6379/0",
+        "unix://:Pa;ssw0rdTAIL@/run/redis.sock",
+        "sentinel://:Pa;ssw0rdTAIL@h1:26379;sentinel://h2:26379/0",
+        "sentinel://:Pa@ssw0rdTAIL@h1:26379/0",
+    ],
+)
+def test_a_raw_delimiter_in_the_password_is_refused_at_start_without_echoing_it(
+    url: str,
+) -> None:
+    for attempt in (
+        lambda: Settings.from_mapping({"EVENTFWD_REDIS_URL": url}),
+        lambda: broker_settings(url),
+        lambda: connect(url),
+    ):
+        with pytest.raises(ConfigError, match="EVENTFWD_REDIS_URL") as err:
+            attempt()
+        message = str(err.value)
+        assert "Pa" not in message and "ssw0rd" not in message and "TAIL" not in message
+        assert "user:" not in message  # no part of the userinfo, the user name included
+        assert "percent-encode" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Pa;ssw0rdTAIL@h:6379/0",
+        "redis://:Pa@ssw0rdTAIL@h:6379/0",
+        "redis://:Pa/ssw0rdTAIL@h:6379/0",
+        "redis://:Pa?ssw0rdTAIL@h:6379/0",
+        "redis://:Pa#ssw0rdTAIL@h:6379/0",
+        "redis://user:Pa%40ssw0rdTAIL@h:6379/0",
+        "sentinel://:Pa;ssw0rdTAIL@h1:26379;sentinel://:Pa;ssw0rdTAIL@h2:26379/0",
+        "sentinel://h1/0?sentinel_password=Pa;ssw0rdTAIL",
+    ],
+)
+def test_redaction_parses_the_url_and_hides_every_part_of_the_password(url: str) -> None:
+    shown = redact_url(url)
+    assert "ssw0rd" not in shown and "TAIL" not in shown, shown
+    assert "***" in shown
+
+
+def test_broker_connections_have_a_connect_and_a_socket_timeout() -> None:
+    for url in ("redis://h:6379/1", "sentinel://h1:26379/0?master_name=m"):
+        config = celery_config(Settings(redis_url=url))
+        options = config["broker_transport_options"]
+        broker = BrokerSettings(config["broker_url"], options)
+        params = kombu_params(broker)
+        assert 0 < params["socket_connect_timeout"] <= 10
+        assert 1 < params["socket_timeout"] <= 60  # above kombu's 1 s BRPOP poll

@@ -361,3 +361,64 @@ def test_an_operator_action_is_logged_and_reported_once_grouped_by_action(
     assert event["tags"]["eventfwd.source"] == "web"
     (line,) = [r.getMessage() for r in caplog.records if r.name == "eventfwd.audit"]
     assert "action=dead.purge by=alice count=4 source=web" in line
+
+
+# -- gaps found in review (issue #11, item 6) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a JSON body inside a JSON string, as an echoed payload or a repr shows it
+        '{"body": "{\\"user_id\\": \\"' + USER_ID + '\\", \\"event_type\\": \\"HOME\\"}"}',
+        'payload=\'{\\\\"custom_id\\\\": \\\\"' + USER_ID + "\\\\\"}'",
+        'detail: {\\"device\\": {\\"persistent_id\\":\\"' + USER_ID + '\\"}}',
+    ],
+)
+def test_identifiers_inside_escaped_json_strings_are_scrubbed(text: str) -> None:
+    scrubbed = Scrubber().text(text)
+    assert USER_ID not in scrubbed
+    assert FILTERED in scrubbed
+
+
+def test_sentinel_password_is_scrubbed_by_name_and_by_value() -> None:
+    url = "sentinel://:m%40ster-Pa55@h1:26379/0?master_name=m&sentinel_password=s3nt1nel-Pa55"
+    scrubber = Scrubber.from_settings(Settings(redis_url=url))
+    for text in (
+        f"connecting with sentinel_password=s3nt1nel-Pa55 to {url}",
+        "auth failed for s3nt1nel-Pa55",
+        '{"sentinel_password": "s3nt1nel-Pa55"}',
+    ):
+        assert "s3nt1nel-Pa55" not in scrubber.text(text)
+    assert scrubber.value({"sentinel_password": "x"}) == {"sentinel_password": FILTERED}
+    assert "m@ster-Pa55" not in scrubber.text("AUTH m@ster-Pa55 refused")
+
+
+def test_a_percent_encoded_redis_password_is_scrubbed_decoded_too() -> None:
+    scrubber = Scrubber.from_settings(Settings(redis_url="redis://:Pa%3Bss%40w0rd-long@h:6379/0"))
+    assert "Pa;ss@w0rd-long" not in scrubber.text("WRONGPASS for Pa;ss@w0rd-long")
+    assert "Pa%3Bss%40w0rd-long" not in scrubber.text("url redis://:Pa%3Bss%40w0rd-long@h")
+
+
+def test_worker_log_lines_escape_control_characters_from_event_ids() -> None:
+    record = logging.LogRecord(
+        "worker.delivery", logging.INFO, __file__, 1, "delivered event_id=%s",
+        ("abc\nERROR forged\x1b[2J",), None,
+    )  # fmt: skip
+    assert obs.EscapeControlCharacters().filter(record) is True
+    message = record.getMessage()
+    assert "\n" not in message and "\x1b" not in message
+    assert message == "delivered event_id=abc\\nERROR forged\\x1b[2J"
+
+
+def test_the_worker_installs_the_escaping_filter_on_its_log_handlers() -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    root.addHandler(handler)
+    try:
+        obs.install_log_escaping()
+        assert any(isinstance(f, obs.EscapeControlCharacters) for f in handler.filters)
+        obs.install_log_escaping()  # idempotent
+        assert sum(isinstance(f, obs.EscapeControlCharacters) for f in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)

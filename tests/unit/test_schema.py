@@ -975,9 +975,15 @@ def test_an_event_one_byte_over_64_kib_is_refused() -> None:
     assert str(MAX_EVENT_BYTES) in error.message
 
 
-def test_an_oversized_event_with_other_errors_reports_the_size_too() -> None:
+def test_an_oversized_event_is_refused_for_its_size_alone_before_being_walked() -> None:
+    # Its other errors are not looked for: walking hostile input is what the size limit bounds.
     event = minimal(user_id=DROP, padding="x" * MAX_EVENT_BYTES)
-    assert broken(event) == {("", "identifier_required"), ("", "max_size")}
+    assert broken(event) == {("", "max_size")}
+
+
+def test_an_event_just_under_the_limit_with_other_errors_reports_them_all() -> None:
+    event = minimal(user_id=DROP, padding="x" * (MAX_EVENT_BYTES - 300))
+    assert broken(event) == {("", "identifier_required")}
 
 
 def test_a_lone_surrogate_is_refused_because_utf8_cannot_carry_it() -> None:
@@ -1060,7 +1066,10 @@ def test_every_length_limit_in_the_openapi_is_enforced() -> None:
 # --- the serialiser round trip -------------------------------------------------------------------
 
 texts = st.text(max_size=20)
-ids = st.text(min_size=1, max_size=128)
+# Ids have no control characters or line breaks, identifiers are not blank (both refused).
+ids = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=128
+).filter(str.strip)
 amounts = st.one_of(
     st.integers(-(10**12), 10**12),
     st.floats(allow_nan=False, allow_infinity=False, width=64),

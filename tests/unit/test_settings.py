@@ -102,3 +102,57 @@ def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
     for suffix in _FIELDS:
         assert f"`EVENTFWD_{suffix}`" in readme, suffix
         assert f"EVENTFWD_{suffix}=" in example, suffix
+
+
+# -- the platform allow-list and per-platform collisions (issue #11, items 2 and 6) ------------
+
+
+def test_without_an_allow_list_every_platform_is_allowed() -> None:
+    s = Settings.from_mapping({})
+    assert s.allowed_platforms is None
+    assert s.allows_platform("anything") is True
+
+
+def test_the_allow_list_names_exactly_the_platforms_allowed() -> None:
+    s = Settings.from_mapping({"EVENTFWD_ALLOWED_PLATFORMS": " acme-us, acme-eu ,shop"})
+    assert s.allowed_platforms == frozenset({"acme-us", "acme-eu", "shop"})
+    assert s.allows_platform("acme-us") and s.allows_platform("shop")
+    assert not s.allows_platform("acme.us")
+    assert not s.allows_platform("ACME-US")
+    assert not s.allows_platform("")
+
+
+@pytest.mark.parametrize("raw", ["", " , ", "ok,a/b", "ok,..", "x y"])
+def test_a_bad_allow_list_is_refused_at_start(raw: str) -> None:
+    with pytest.raises(ConfigError, match="EVENTFWD_ALLOWED_PLATFORMS"):
+        Settings.from_mapping({"EVENTFWD_ALLOWED_PLATFORMS": raw})
+
+
+@pytest.mark.parametrize("other", ["acme.eu", "ACME_EU", "acme_eu", "Acme-Eu"])
+def test_allowed_platforms_that_would_share_override_variables_are_refused(other: str) -> None:
+    with pytest.raises(ConfigError, match="EVENTFWD_PLATFORM_ACME_EU_") as err:
+        Settings.from_mapping({"EVENTFWD_ALLOWED_PLATFORMS": f"acme-eu,{other}"})
+    assert "acme-eu" in str(err.value) and other in str(err.value)
+
+
+def test_an_override_for_no_allowed_platform_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="EVENTFWD_PLATFORM_ACME_EU_API_KEY"):
+        Settings.from_mapping(
+            {
+                "EVENTFWD_ALLOWED_PLATFORMS": "acme-us",
+                "EVENTFWD_PLATFORM_ACME_EU_API_KEY": "k",
+            }
+        )
+
+
+def test_with_an_allow_list_an_override_reaches_only_its_own_platform() -> None:
+    s = Settings.from_mapping(
+        {
+            "EVENTFWD_ALLOWED_PLATFORMS": "acme-eu",
+            "EVENTFWD_MOLOCO_API_KEY": "global",
+            "EVENTFWD_PLATFORM_ACME_EU_API_KEY": "eu-key",
+        }
+    )
+    assert s.platform("acme-eu").api_key == "eu-key"
+    # A look-alike id is not allowed, and does not borrow acme-eu's key either.
+    assert s.platform("acme.eu").api_key == "global"

@@ -4,6 +4,7 @@ and the whole check that builds the body to POST (`validate`)."""
 from eventfwd.core.schema.validate import (
     MAX_EVENT_BYTES,
     ValidEvent,
+    check_stored,
     validate_event,
     validate_events,
     validate_platform_id,
@@ -12,6 +13,7 @@ from eventfwd.core.schema.validate import (
 __all__ = [
     "MAX_EVENT_BYTES",
     "ValidEvent",
+    "check_stored",
     "validate_event",
     "validate_events",
     "validate_platform_id",

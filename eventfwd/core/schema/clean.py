@@ -29,6 +29,11 @@ MIN_FUZZY_CHARS = 4
 # Real fields that score above the cutoff against a Moloco key but are not typos of it.
 REAL_EXTRA_FIELDS = frozenset({"customer_id"})
 MAX_DEPTH = 32
+# Longest field name taken at any level: Moloco's own are under 30 characters.
+MAX_KEY_CHARS = 128
+# Fields Moloco does not name, per object: each costs a typo check (difflib), so a hostile
+# event of thousands would cost tens of milliseconds; real events carry a handful.
+MAX_UNKNOWN_FIELDS = 64
 
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re.compile(r"[\s.\-]+")
@@ -109,7 +114,33 @@ def suggestion(level_name: str, key: str) -> str | None:
     return f"'{close[0]}'" if close else None
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown_key(key: str) -> str:
+    """`key` fit for an error path: escaped when UTF-8 cannot carry it or it holds controls.
+
+    Paths go into JSON answers and terminals: a lone surrogate would make the answer itself fail
+    to encode (a 500 instead of a 422), a control character would reach the reader raw.
+    """
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return key.encode("unicode_escape").decode("ascii")
+    return key.encode("unicode_escape").decode("ascii") if _CONTROL.search(key) else key
+
+
+def _unencodable_key(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _join(prefix: str, key: object) -> str:
+    if isinstance(key, str):
+        key = shown_key(key)
     return f"{prefix}.{key}" if prefix else str(key)
 
 
@@ -122,6 +153,7 @@ def clean(
 ) -> dict[str, Any]:
     """Copy `obj` without nulls, vetting keys; known values are left for the models to check."""
     out: dict[str, Any] = {}
+    unknown = 0
     for key, value in obj.items():
         if value is None:
             continue
@@ -132,7 +164,20 @@ def clean(
                 )
             )
             continue
+        if len(key) > MAX_KEY_CHARS:
+            # Refused before the typo check: its cache must not keep attacker-sized keys.
+            errors.append(
+                FieldError(
+                    _join(prefix, key[:32] + "..."),
+                    "max_length",
+                    f"field names are at most {MAX_KEY_CHARS} characters, got {len(key)}",
+                )
+            )
+            continue
         path = _join(prefix, key)
+        if _unencodable_key(key):
+            errors.append(_surrogate_key(path))
+            continue
         if key in level.known:
             if key in level.objects and isinstance(value, Mapping):
                 value = clean(value, LEVELS[level.objects[key]], path, strict, errors)
@@ -145,6 +190,18 @@ def clean(
                     for i, v in enumerate(value)
                 ]
             out[key] = value
+            continue
+        unknown += 1
+        if unknown > MAX_UNKNOWN_FIELDS:
+            if unknown == MAX_UNKNOWN_FIELDS + 1:
+                errors.append(
+                    FieldError(
+                        prefix,
+                        "max_unknown_fields",
+                        f"holds more than {MAX_UNKNOWN_FIELDS} fields Moloco's schema does "
+                        "not name; the rest were not checked",
+                    )
+                )
             continue
         hint = suggestion(level.name, key)
         if hint is not None:
@@ -160,6 +217,12 @@ def clean(
         else:
             out[key] = plain_json(value, path, errors, 1)
     return out
+
+
+def _surrogate_key(path: str) -> FieldError:
+    return FieldError(
+        path, "encoding", "the field name holds a lone surrogate, which UTF-8 cannot carry"
+    )
 
 
 def plain_json(value: Any, path: str, errors: list[FieldError], depth: int) -> Any:
@@ -180,6 +243,9 @@ def plain_json(value: Any, path: str, errors: list[FieldError], depth: int) -> A
                         _join(path, key), "type", f"field names must be strings, got {kind(key)}"
                     )
                 )
+                continue
+            if _unencodable_key(key):
+                errors.append(_surrogate_key(_join(path, key)))
                 continue
             out[key] = plain_json(item, _join(path, key), errors, depth + 1)
         return out

@@ -26,7 +26,7 @@ from pydantic_core import PydanticSerializationError
 
 from eventfwd.core.errors import FieldError, InvalidEvent
 from eventfwd.core.schema import fast as schema_fast
-from eventfwd.core.schema.clean import LEVELS, clean
+from eventfwd.core.schema.clean import LEVELS, MAX_DEPTH, clean
 from eventfwd.core.schema.models import (
     EVENT_TYPES,
     MAX_FUTURE_MS,
@@ -40,17 +40,24 @@ from eventfwd.core.schema.models import (
 __all__ = [
     "MAX_EVENT_BYTES",
     "ValidEvent",
+    "check_stored",
     "validate_event",
     "validate_events",
     "validate_platform_id",
 ]
 
 MAX_EVENT_BYTES = 64 * 1024
+# How deep the size guard looks: below the pass-through check's own limit (which names the
+# path), so a cycle or a deep nest costs the guard a bounded walk and the full check refuses it.
+GUARD_MAX_DEPTH = MAX_DEPTH + 8
 
 ITEM_EVENT_TYPES = frozenset({"ITEM_PAGE_VIEW", "ADD_TO_CART", "ADD_TO_WISHLIST", "PURCHASE"})
 _EVENT_TYPE_SET = frozenset(EVENT_TYPES)
 _PLATFORM_ID = re.compile(r"[A-Za-z0-9._~-]+")
 _EVENT = LEVELS["event"]
+# C0 and C1 controls and the Unicode line breaks: an id holding one could forge log lines or
+# drive an operator's terminal (ids are logged and shown in `dead list`).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,9 @@ def validate_event(
     """
     if now_ms is None:
         now_ms = _wall_clock_ms()
+    too_big = size_guard(event)
+    if too_big is not None:
+        raise InvalidEvent([too_big])
     return _fast_path(event, now_ms) or _full_check(event, strict_fields, now_ms)
 
 
@@ -91,10 +101,17 @@ def validate_events(
 
     The first invalid event raises InvalidEvent with its `index` (and every error it has).
     """
+    if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
+        raise InvalidEvent(
+            [FieldError("", "type", f"events must be a list of events, got {kind(events)}")]
+        )
     if now_ms is None:
         now_ms = _wall_clock_ms()
     valid: list[ValidEvent] = []
     for index, event in enumerate(events):
+        too_big = size_guard(event)
+        if too_big is not None:
+            raise InvalidEvent([too_big], index=index)
         checked = _fast_path(event, now_ms)
         if checked is None:
             try:
@@ -107,6 +124,61 @@ def validate_events(
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def size_guard(event: object) -> FieldError | None:
+    """Refuse an event that is surely over the size limit, before any full walk.
+
+    Counts a lower bound of the event's JSON size (string lengths, punctuation) and stops as
+    soon as it passes `MAX_EVENT_BYTES`, so the work is bounded by the limit, not by the input:
+    a million empty items or 200,000 unknown keys cost what 64 KiB costs. A lower bound never
+    refuses an event the exact check after serialisation would accept.
+    """
+    budget = MAX_EVENT_BYTES
+    stack: list[tuple[Any, int]] = [(event, 0)]
+    # Leaves are counted where they are found (most nodes are leaves: this keeps the guard at
+    # a few microseconds for a common event). A container's length is charged before its loop,
+    # so no loop runs longer than the budget.
+    while stack and budget >= 0:
+        value, depth = stack.pop()
+        if depth > GUARD_MAX_DEPTH:
+            continue  # the full check refuses it, naming the path, and walks no deeper
+        kind_ = type(value)
+        if kind_ is dict or (kind_ is not list and isinstance(value, Mapping)):
+            budget -= 2 + len(value)
+            if budget < 0:
+                break
+            for key, item in value.items():
+                kind_ = type(item)
+                if kind_ is str:
+                    budget -= len(item) + 5
+                elif item is None:
+                    continue
+                else:
+                    budget -= 3
+                    if kind_ is not int and kind_ is not bool and kind_ is not float:
+                        stack.append((item, depth + 1))
+                budget -= len(key) if type(key) is str else 1
+        elif kind_ is list or kind_ is tuple or isinstance(value, list | tuple):
+            budget -= 2 + len(value)
+            if budget < 0:
+                break
+            for item in value:
+                kind_ = type(item)
+                if kind_ is str:
+                    budget -= len(item) + 2
+                elif kind_ is not int and kind_ is not bool and kind_ is not float:
+                    stack.append((item, depth + 1))
+        elif isinstance(value, str):
+            budget -= len(value) + 2
+    if budget >= 0:
+        return None
+    return FieldError(
+        "",
+        "max_size",
+        f"is more than {MAX_EVENT_BYTES} bytes as JSON (counting stopped there); "
+        "the limit is 64 KiB",
+    )
 
 
 def _fast_path(event: object, now_ms: int) -> ValidEvent | None:
@@ -194,6 +266,27 @@ def validate_platform_id(platform_id: object) -> str:
     return str.__str__(platform_id)
 
 
+def check_stored(event_id: object, platform_id: object, body: object) -> None:
+    """Check a row before it is written to the ledger, whoever built it; raise InvalidEvent.
+
+    `enqueue_validated` callers and spool files hand rows that did not come through
+    `validate_event` in this process: their platform id reaches a URL path, their id logs and
+    operators' terminals, their body Moloco. This is the cheap part of the check again.
+    """
+    platform_id = validate_platform_id(platform_id)
+    errors: list[FieldError] = []
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_ID_CHARS:
+        errors.append(FieldError("id", "type", f"must be 1-{MAX_ID_CHARS} characters of text"))
+    elif _CONTROL.search(event_id):
+        errors.append(FieldError("id", "control_characters", "must not hold control characters"))
+    if not isinstance(body, str) or not (body.startswith("{") and body.endswith("}")):
+        errors.append(FieldError("", "type", "the body must be a JSON object's text"))
+    elif len(body) > MAX_EVENT_BYTES:
+        errors.append(_too_big(len(body)))
+    if errors:
+        raise InvalidEvent(errors)
+
+
 def _merge_track_id(raw: dict[str, Any], errors: list[FieldError]) -> None:
     """Send an upstream `track_id` as `decision_track_id`, refusing two different values."""
     track_id = raw.pop("track_id", None)
@@ -221,26 +314,41 @@ def _is_set(value: object) -> bool:
     return value is not None and value != ""
 
 
+def _is_identifier(value: object) -> bool:
+    # Blank counts as unset too: "   " sent for every user is one shared identifier to Moloco.
+    return value is not None and (not isinstance(value, str) or value.strip() != "")
+
+
 def _rule_errors(raw: dict[str, Any]) -> list[FieldError]:
     """Rules that join fields; a value of the wrong type counts as set (it is reported already).
 
     `raw` is the cleaned event (no nulls) or the fast path's values (nulls for absent keys).
     """
     found: list[FieldError] = []
+    event_id = raw.get("id")
+    if isinstance(event_id, str) and _CONTROL.search(event_id):
+        found.append(
+            FieldError(
+                "id",
+                "control_characters",
+                "must not hold control characters or line breaks (ids are written to logs "
+                "and shown to operators)",
+            )
+        )
     device = raw.get("device")
     device_fields = device if isinstance(device, dict) else {}
     if not (
-        _is_set(raw.get("user_id"))
-        or _is_set(raw.get("custom_id"))
-        or _is_set(device_fields.get("persistent_id"))
+        _is_identifier(raw.get("user_id"))
+        or _is_identifier(raw.get("custom_id"))
+        or _is_identifier(device_fields.get("persistent_id"))
     ):
         found.append(
             FieldError(
                 "",
                 "identifier_required",
                 "needs at least one identifier: user_id, device.persistent_id or custom_id "
-                "(empty strings do not count); Moloco answers 'no available valid identifier "
-                "to construct Moloco advertising ID'",
+                "(empty or blank strings do not count); Moloco answers 'no available valid "
+                "identifier to construct Moloco advertising ID'",
             )
         )
 
