@@ -86,6 +86,8 @@ class Deliverer:
         """Settle a claimed event that must not be sent; None when it may be."""
         s = self.settings
         event_id, token = claim.event_id, claim.token
+        if not s.allows_platform(claim.platform_id):
+            return self._refuse_platform(claim)
         age_s = time.time() - claim.event_ms / 1000
         if age_s > s.max_event_age_s:
             message = f"event is {age_s / 86400:.1f} days old, over the maximum age"
@@ -132,6 +134,31 @@ class Deliverer:
             return action
 
         return None
+
+    def _refuse_platform(self, claim: Claim) -> str:
+        """An event whose platform the allow-list does not name is never sent with our key:
+        it waits as a dead letter (replayable once the platform is allowed)."""
+        message = f"platform {claim.platform_id} is not in EVENTFWD_ALLOWED_PLATFORMS"
+        moved = self.ledger.dead(
+            claim.event_id,
+            claim.token,
+            reason=DeadReason.NOT_ALLOWED,
+            status="",
+            message=message,
+            record=None,
+            count_attempt=False,
+            answered=False,
+        )
+        log.warning("event_id=%s dead: platform not allowed", claim.event_id)
+        if moved:
+            report_dead_letter(
+                event_id=claim.event_id,
+                platform_id=claim.platform_id,
+                reason=DeadReason.NOT_ALLOWED,
+                status="",
+                message=message,
+            )
+        return DeadReason.NOT_ALLOWED
 
     def _not_delivered(self, send: Send, response: Response) -> str:
         """Record a POST that Moloco did not accept: dead, throttled, blocked or retried."""

@@ -48,6 +48,7 @@ class DeadReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     EXPIRED = "expired"
     POISON = "poison"  # the worker holding it died too often
+    NOT_ALLOWED = "not_allowed"  # its platform is not in EVENTFWD_ALLOWED_PLATFORMS
 
 
 # Beat replays these while the circuit is closed; the others wait for a person.

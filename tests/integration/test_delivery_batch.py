@@ -387,3 +387,25 @@ def test_a_platform_without_an_api_key_opens_its_circuit_and_keeps_every_event(
         env = rclient.hgetall(f"eventfwd:ev:{event_id}")
         assert (env["state"], env["attempts"], env["lane"]) == ("scheduled", "0", "backlog")
     assert rclient.hget("eventfwd:stats", "circuit_opened") == "1"
+
+
+def test_an_event_of_a_platform_outside_the_allow_list_is_never_sent(
+    batch_settings: Settings, sink: Any, rclient: redis.Redis, cleanup: list[Any]
+) -> None:
+    # enqueued by a producer that had no allow-list; the worker has one
+    stray = enqueue(batch_settings, "stray", 2)
+    allowed = enqueue(batch_settings, PLATFORM, 2)
+    engine, _ledger = make_engine(
+        batch_settings.replace(allowed_platforms=frozenset({PLATFORM})), cleanup
+    )
+
+    outcomes = engine.drain(timeout_s=30)
+
+    assert outcomes == {
+        **dict.fromkeys(stray, "not_allowed"),
+        **dict.fromkeys(allowed, "delivered"),
+    }
+    assert sink.stats()["requests"] == 2 and sorted(accepted_ids(sink)) == sorted(allowed)
+    for event_id in stray:
+        assert rclient.hget(f"eventfwd:ev:{event_id}", "reason") == "not_allowed"
+        assert rclient.hget(f"eventfwd:ev:{event_id}", "attempts") == "0"
