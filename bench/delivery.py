@@ -61,7 +61,13 @@ def run_ours(
 
 
 def run_baseline(
-    ctx: RunContext, server: LocalRedis, sink: Sink, count: int, guess: float
+    ctx: RunContext,
+    server: LocalRedis,
+    sink: Sink,
+    count: int,
+    guess: float,
+    *,
+    scenario: str = "delivery",
 ) -> Drain:
     flush(server)
     sink.reset()
@@ -78,7 +84,7 @@ def run_baseline(
             _timeout_s(count, guess),
             stack.worker.alive,
         )
-        ctx.check("delivery", "lost, plain Celery task", 0, count - sink.stats()["unique_ids"])
+        ctx.check(scenario, "lost, plain Celery task", 0, count - sink.stats()["unique_ids"])
         return result
     finally:
         stack.stop()

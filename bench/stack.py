@@ -110,12 +110,14 @@ class OurStack:
             ids += self.producer.enqueue_many(PLATFORM, batch[start : start + ENQUEUE_CHUNK])
         return ids
 
-    def ledger_left(self) -> int:
-        """Events still in the ledger (scheduled, in flight or dead): 0 once all delivered."""
+    def ledger_left(self, platform_id: str = PLATFORM) -> int:
+        """Events of `platform_id` still in the ledger (ready, scheduled, in flight) plus the
+        dead letters: 0 once all delivered."""
         client = redis.Redis(port=self.server.port)
         try:
-            left: int = client.zcard(self.keys.sched(PLATFORM)) + client.zcard(self.keys.dead)
-            return left
+            k = self.keys
+            sets = (k.ready(platform_id), k.sched(platform_id), k.inflight(platform_id), k.dead)
+            return sum(int(client.zcard(key)) for key in sets)
         finally:
             client.close()
 
@@ -216,6 +218,16 @@ def drain(
             for name in cpu_after
         },
     )
+
+
+def redis_cpu_s(server: LocalRedis) -> float:
+    """redis-server's own CPU seconds so far (`INFO cpu`: used_cpu_sys + used_cpu_user)."""
+    client = redis.Redis(port=server.port)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    finally:
+        client.close()
 
 
 def _cpu(worker_pid: int, extra_pids: dict[str, int]) -> dict[str, float]:
