@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import delivery, enqueue, latency, one_by_one, outage, profile
+from bench import delivery, enqueue, isolation, latency, one_by_one, outage, profile
 from bench.context import RunContext
 from bench.harness import ROOT, STARTED, BenchError, WorkerConfig, install_signal_handlers
 from bench.machine import load_average, machine_info
@@ -30,6 +30,7 @@ SCENARIOS = {
     "outage": outage.run,
     "latency": latency.run,
     "one_by_one": one_by_one.run,
+    "isolation": isolation.run,
     "profile": profile.run,
 }
 DOCS = ROOT / "docs" / "performance.md"
