@@ -18,7 +18,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import delivery, enqueue, isolation, latency, one_by_one, outage, profile
+from bench import (
+    delivery,
+    enqueue,
+    isolation,
+    latency,
+    one_by_one,
+    outage,
+    profile,
+    web_latency,
+)
 from bench.context import RunContext
 from bench.harness import ROOT, STARTED, BenchError, WorkerConfig, install_signal_handlers
 from bench.machine import load_average, machine_info
@@ -31,6 +40,7 @@ SCENARIOS = {
     "latency": latency.run,
     "one_by_one": one_by_one.run,
     "isolation": isolation.run,
+    "web_latency": web_latency.run,
     "profile": profile.run,
 }
 DOCS = ROOT / "docs" / "performance.md"
