@@ -207,7 +207,7 @@ def _profile_section(profile: dict[str, Any] | None) -> list[str]:
     lines = ["## Where the time goes", ""]
     for key, title in (
         ("enqueue", "`EventProducer.enqueue()`"),
-        ("deliver", "`Deliverer.deliver_many()`"),
+        ("deliver", "`DeliveryEngine.drain()`"),
     ):
         p = profile[key]
         lines += [f"### {title}, in one process ({fmt(p['wall_us_per_event'])} µs per event)", ""]
@@ -222,8 +222,8 @@ def _profile_section(profile: dict[str, Any] | None) -> list[str]:
         lines.append("")
         if key == "deliver":
             lines += [
-                f"Messages of {p['batch']} ids, their POSTs one after another in one thread (a "
-                "worker sends them side by side),",
+                f"Claims of up to {p['batch']} events, their POSTs one after another in one "
+                "thread (a worker sends them side by side),",
                 "so every step's CPU shows. cProfile inflates functions made of many small "
                 "calls: read its areas as",
                 "proportions, not as wall time.",
