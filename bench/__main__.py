@@ -1,7 +1,7 @@
 """`python -m bench`: run the benchmark scenarios, print the figures, write JSON and the docs.
 
-    python -m bench                                   # everything, 3 runs each (~15 min)
-    python -m bench --quick                           # fewer events, 1 run (~3 min)
+    python -m bench                                   # everything, 3 runs each (~25 min)
+    python -m bench --quick                           # fewer events, 1 run (~5 min)
     python -m bench --only enqueue,delivery --runs 5
     python -m bench --only delivery --worker pool=threads,concurrency=32,batch=10
 

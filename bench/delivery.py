@@ -6,7 +6,7 @@ its last. A calibration run (not counted) sizes the backlog so a run lasts about
 Baselines in the same run: the plain per-event Celery task (prefork x2, default settings) at
 the same sink latency, and at 0 ms the raw limit, `requests.Session` tight loops in two
 processes. Runs of ours and of the baseline alternate. Beat is not started: the pump has
-nothing to do for a backlog that was published at enqueue.
+nothing to do for a backlog that enqueue made ready (the worker's engines claim it).
 """
 
 from __future__ import annotations

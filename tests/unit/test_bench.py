@@ -15,7 +15,7 @@ from bench.harness import WorkerConfig
 from bench.measure import Figure, Target, percentile
 from bench.producer import produce
 from bench.pyspy import classify, summarize
-from bench.report import _memory_section
+from bench.report import _memory_section, _scheduler_section
 from eventfwd.core.settings import Settings
 
 
@@ -165,3 +165,27 @@ def test_a_paced_producer_notes_each_calls_time() -> None:
         _CountingProducer(), "p", batch, many=0, rate_per_s=1_000, phase_s=0, start_at=0
     )  # type: ignore[arg-type]
     assert list(result["sent_ms"]) == ["e0", "e1", "e2"]
+
+
+def test_the_scheduler_section_shows_both_paths_isolation_and_the_plain_tasks_capacity() -> None:
+    run = {"enqueued_per_s": 2_400.0, "per_s": 1_900.0, "redis_cpu_us_per_event": 90.0}
+    details = {
+        "one_by_one": {"producers": 4, "50ms": {"one_by_one": [run], "batched": [run]}},
+        "isolation": {
+            "slow_backlog": 2_000,
+            "rate_per_s": 20.0,
+            "while_hanging": [{"slow_platform_requests": 10}],
+        },
+        "web_latency": {
+            "rate_per_s": 500.0,
+            "producers": 4,
+            "sink_latency_ms": 50,
+            "plain_celery_capacity_per_s": 37.0,
+            "ours": [{"offered_per_s": 499.0}],
+        },
+    }
+    text = "\n".join(_scheduler_section(details))
+    assert "| one by one, 50 ms sink | 2,400 | 1,900 | 90.0 |" in text
+    assert "held 10.0 requests open" in text
+    assert "so it cannot hold the pace and has no latency figure" in text
+    assert _scheduler_section({}) == []
