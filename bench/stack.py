@@ -121,6 +121,14 @@ class OurStack:
         finally:
             client.close()
 
+    def settled_left(self, timeout_s: float = 15.0, platform_id: str = PLATFORM) -> int:
+        """`ledger_left()` once the worker has acked what the sink received (the sink stamps an
+        event on arrival; its answer, and so the ack, can come `latency_ms` later)."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.ledger_left(platform_id)) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        return left
+
     def warm_up(self, batch: list[dict[str, Any]], timeout_s: float = 60) -> None:
         """Deliver `batch` end to end (the worker is up and connected), then reset the sink."""
         self.sink.reset()
