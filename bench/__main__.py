@@ -1,7 +1,7 @@
 """`python -m bench`: run the benchmark scenarios, print the figures, write JSON and the docs.
 
-    python -m bench                                   # everything, 3 runs each (~15 min)
-    python -m bench --quick                           # fewer events, 1 run (~3 min)
+    python -m bench                                   # everything, 3 runs each (~25 min)
+    python -m bench --quick                           # fewer events, 1 run (~5 min)
     python -m bench --only enqueue,delivery --runs 5
     python -m bench --only delivery --worker pool=threads,concurrency=32,batch=10
 
@@ -18,7 +18,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import delivery, enqueue, latency, outage, profile, validation
+from bench import (
+    delivery,
+    enqueue,
+    isolation,
+    latency,
+    one_by_one,
+    outage,
+    profile,
+    validation,
+    web_latency,
+)
 from bench.context import RunContext
 from bench.harness import ROOT, STARTED, BenchError, WorkerConfig, install_signal_handlers
 from bench.machine import load_average, machine_info
@@ -29,6 +39,9 @@ SCENARIOS = {
     "delivery": delivery.run,
     "outage": outage.run,
     "latency": latency.run,
+    "one_by_one": one_by_one.run,
+    "isolation": isolation.run,
+    "web_latency": web_latency.run,
     "profile": profile.run,
     "validation": validation.run,
 }

@@ -119,9 +119,10 @@ def _enqueue_chunks(producer: EventProducer, chunks: list[list[dict[str, Any]]])
 
 
 def _held(client: redis.Redis) -> int:
-    """Events the ledger holds for the bench platform (each has exactly one schedule entry)."""
-    held: int = client.zcard(Keys(Settings().key_prefix).sched(PLATFORM))
-    return held
+    """Events the ledger holds for the bench platform: with no worker running, each is ready
+    (or, for a retry, scheduled): exactly one entry in one of the two sets."""
+    keys = Keys(Settings().key_prefix)
+    return int(client.zcard(keys.ready(PLATFORM))) + int(client.zcard(keys.sched(PLATFORM)))
 
 
 def _pipelined_lpush(client: redis.Redis, count: int) -> None:

@@ -206,6 +206,10 @@ class Sink:
     def reset(self) -> None:
         self._http.post(f"{self.url}/_sink/reset", timeout=10).raise_for_status()
 
+    def add_fault(self, rule: dict[str, Any]) -> None:
+        """Add a fault rule (`eventfwd/devkit/sink/faults.py`); `reset()` clears them."""
+        self._http.post(f"{self.url}/_sink/faults", json=rule, timeout=10).raise_for_status()
+
     def events(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` accepted events (the sink keeps 10,000), newest last."""
         result: list[dict[str, Any]] = self._get(f"events?limit={limit}")["events"]

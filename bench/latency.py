@@ -29,15 +29,23 @@ def paced(
     batch: list[dict[str, Any]], send: Callable[[dict[str, Any]], object]
 ) -> dict[str, float]:
     """Send at `RATE_PER_S` on a fixed schedule; return {event id: wall-clock ms of the call}."""
+    return paced_at(batch, send, RATE_PER_S)[0]
+
+
+def paced_at(
+    batch: list[dict[str, Any]], send: Callable[[dict[str, Any]], object], rate_per_s: float
+) -> tuple[dict[str, float], float]:
+    """Send at `rate_per_s` on a fixed schedule: ({event id: wall-clock ms of the call}, the
+    seconds it took)."""
     sent: dict[str, float] = {}
     start = time.perf_counter() + 0.2
     for i, event in enumerate(batch):
-        delay = start + i / RATE_PER_S - time.perf_counter()
+        delay = start + i / rate_per_s - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         sent[event["id"]] = time.time() * 1000
         send(event)
-    return sent
+    return sent, time.perf_counter() - start
 
 
 def _latencies(sink: Sink, sent: dict[str, float], timeout_s: float) -> list[float]:

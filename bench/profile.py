@@ -1,4 +1,4 @@
-"""Where the time goes: `EventProducer.enqueue` and `Deliverer.deliver`, in this process.
+"""Where the time goes: `EventProducer.enqueue` and `DeliveryEngine.drain`, in this process.
 
 Each is timed step by step (wrapping its collaborators: validation and the ledger round trip;
 claim, POST and ack) and then run again under cProfile, whose functions are summed into
@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import redis
@@ -24,10 +25,11 @@ from bench.context import RunContext
 from bench.events import events
 from bench.harness import PLATFORM, ROOT, Sink, eventfwd_env, flush, start_redis
 from eventfwd.core.connection import connect
-from eventfwd.core.ledger import Ledger
+from eventfwd.core.ledger import Claim, Delivery, Ledger
 from eventfwd.core.settings import Settings
 from producers import EventProducer
 from worker.delivery import Deliverer
+from worker.engine import DeliveryEngine
 from worker.http_client import HttpClient
 
 TOP_FUNCTIONS = 15
@@ -181,12 +183,31 @@ def profile_enqueue(ctx: RunContext, server: Any) -> dict[str, Any]:
     }
 
 
+class InlineExecutor:
+    """Runs what the engine submits at once, in the submitting thread: one wave's POSTs one
+    after another, so the step timers and cProfile (which sees one thread) see every step."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def _engine(settings: Settings, ledger: Ledger, http: HttpClient) -> DeliveryEngine:
+    """An engine of `batch_size` threads whose POSTs run inline (see `InlineExecutor`)."""
+    engine = DeliveryEngine(Deliverer(settings, ledger, http), threads=settings.batch_size)
+    engine._pool.shutdown()
+    engine._pool = InlineExecutor()  # type: ignore[assignment]
+    return engine
+
+
 def profile_deliver(ctx: RunContext, server: Any, sink: Sink) -> dict[str, Any]:
-    """One process delivering messages of `batch_size` ids, its POSTs one after another.
+    """One process draining the ledger: `DeliveryEngine.drain()`, its POSTs one after another.
 
     The worker sends a wave's POSTs on threads; here they run in this thread so that the step
     timers and cProfile see every step of an event's CPU (the waits do not overlap, so the
-    wall time per event is higher than a worker's).
+    wall time per event is higher than a worker's). A claim hands out up to `batch_size`
+    events (the engine's free threads), and a wave's deliveries share one ack.
     """
     n = ctx.scale(3_000, 1_000)
     settings = Settings.from_mapping(eventfwd_env(server.url, sink.url, ctx.default_config))
@@ -195,33 +216,27 @@ def profile_deliver(ctx: RunContext, server: Any, sink: Sink) -> dict[str, Any]:
     client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     ledger = Ledger(client, settings)
     http = HttpClient(timeout_s=settings.http_timeout_s)
-    deliverer = Deliverer(settings, ledger, http, wave_size=batch)
     timer = StepTimer()
-    ledger.claim_many = timer.wrap(  # type: ignore[method-assign]
-        f"claim ({batch} ids per Lua round trip)", ledger.claim_many
-    )
+    ledger.claim = timer.wrap(f"claim (up to {batch} events per Lua round trip)", ledger.claim)  # type: ignore[method-assign]
     http.post = timer.wrap("POST (urllib3)", http.post)  # type: ignore[method-assign]
-    ledger.ack_many = timer.wrap(  # type: ignore[method-assign]
-        "ack (one Lua round trip per wave)", ledger.ack_many
-    )
+    ledger.ack = timer.wrap("ack (one Lua round trip per wave)", ledger.ack)  # type: ignore[method-assign]
+    engine = _engine(settings, ledger, http)
 
-    def deliver_all(ids: list[str]) -> list[str]:
-        return [
-            o for i in range(0, len(ids), batch) for o in deliverer.deliver_many(ids[i : i + batch])
-        ]
+    def deliver_all() -> list[str]:
+        return list(engine.drain(timeout_s=300).values())
 
     try:
-        warm = producer.enqueue_many(PLATFORM, events(100, "dw"))
-        ids = producer.enqueue_many(PLATFORM, events(n, "dd"))
-        more = producer.enqueue_many(PLATFORM, events(n, "dp"))
-        deliver_all(warm)
+        producer.enqueue_many(PLATFORM, events(100, "dw"))
+        deliver_all()
+        producer.enqueue_many(PLATFORM, events(n, "dd"))
         timer.reset()
         started = time.perf_counter()
-        outcomes = deliver_all(ids)
+        outcomes = deliver_all()
         wall = time.perf_counter() - started
         steps = timer.per_call_us(n)
-        steps["rest of deliver_many()"] = round(wall / n * 1e6 - sum(steps.values()), 1)
-        profile = cprofile(lambda: deliver_all(more), n)
+        steps["rest of drain()"] = round(wall / n * 1e6 - sum(steps.values()), 1)
+        producer.enqueue_many(PLATFORM, events(n, "dp"))
+        profile = cprofile(deliver_all, n)
         ctx.check("profile", "in-process deliveries", n, outcomes.count("delivered"))
         server_us = _claim_ack_server_us(producer, ledger, server, n, batch)
     finally:
@@ -242,20 +257,33 @@ def profile_deliver(ctx: RunContext, server: Any, sink: Sink) -> dict[str, Any]:
 def _claim_ack_server_us(
     producer: EventProducer, ledger: Ledger, server: Any, n: int, batch: int
 ) -> dict[str, float]:
-    """Redis's time per event in claim.lua and in ack.lua, each measured in a phase of its own."""
+    """Redis's time per event in claim.lua and in ack.lua: each wave claimed, then acked, each
+    call read from INFO commandstats on its own (the in-flight cap allows only so many claimed
+    and not yet acked, so the phases cannot be run one after the other)."""
     client = redis.Redis(port=server.port)
-    token = uuid.uuid4().hex
+    engine_id = f"bench-profile-{uuid.uuid4().hex[:6]}"
+    claim_us = ack_us = 0.0
+    claimed = waves = 0
     try:
-        ids = producer.enqueue_many(PLATFORM, events(n, "ds"))
-        waves = [ids[i : i + batch] for i in range(0, n, batch)]
-        claim = server_us_per_call(client, lambda: [ledger.claim_many(w, token) for w in waves])
-        ack = server_us_per_call(client, lambda: [ledger.ack_many(w, token) for w in waves])
+        producer.enqueue_many(PLATFORM, events(n, "ds"))
+        while claimed < n:
+            box: list[Claim] = []
+            claim_us += server_us_per_call(
+                client,
+                lambda box=box: box.extend(ledger.claim(engine_id, uuid.uuid4().hex, batch).claims),
+            )
+            if not box:
+                break
+            deliveries = [Delivery(c.event_id, c.token, 1, 200) for c in box]
+            ack_us += server_us_per_call(client, lambda d=deliveries: ledger.ack(d))
+            claimed += len(box)
+            waves += 1
     finally:
         client.close()
-    per_event = len(waves) / n
+    per = max(claimed, 1)
     return {
-        f"claim.lua, per event at {batch} a call": round(claim * per_event, 1),
-        f"ack.lua, per event at {batch} a call": round(ack * per_event, 1),
+        f"claim.lua, per event ({claimed / max(waves, 1):.0f} a call)": round(claim_us / per, 1),
+        f"ack.lua, per event ({claimed / max(waves, 1):.0f} a call)": round(ack_us / per, 1),
     }
 
 
@@ -268,7 +296,7 @@ def run(ctx: RunContext) -> None:
         ctx.say("profile: enqueue() in process")
         enqueue = profile_enqueue(ctx, server)
         flush(server)
-        ctx.say("profile: Deliverer.deliver() in process")
+        ctx.say("profile: DeliveryEngine.drain() in process")
         deliver = profile_deliver(ctx, server, sink)
         flush(server)
         ctx.say("profile: sampling a live worker with py-spy")
@@ -277,5 +305,5 @@ def run(ctx: RunContext) -> None:
         sink.stop()
         server.stop()
     ctx.details["profile"] = {"enqueue": enqueue, "deliver": deliver, "worker_py_spy": worker}
-    for name, p in (("enqueue()", enqueue), ("deliver()", deliver)):
+    for name, p in (("enqueue()", enqueue), ("drain()", deliver)):
         ctx.say(f"profile: {name} {p['wall_us_per_event']} us/event {p['steps_us_per_event']}")

@@ -25,11 +25,13 @@ from eventfwd.devkit.localredis import LocalRedis
 SAMPLE_RATE_HZ = 100
 # (bucket, substrings of a frame); checked from the leaf up, so the innermost match wins.
 FRAME_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
-    ("deliver: claim (Lua round trip per wave)", ("claim_many (core/ledger.py",)),
-    ("deliver: ack (Lua round trip per group)", ("ack_many (core/ledger.py",)),
+    ("deliver: claim (Lua round trip per wave)", ("claim (eventfwd/core/ledger.py",)),
+    ("deliver: ack (Lua round trip per group)", ("ack (eventfwd/core/ledger.py",)),
     ("deliver: POST (urllib3)", ("post (worker/http_client.py",)),
-    ("deliver: other", ("(worker/delivery.py", "deliver (worker/tasks.py")),
-]
+    ("idle: engine waiting for the doorbell", ("_listen (worker/engine.py",)),
+    ("deliver: other (engine, rules)", ("(worker/engine.py", "(worker/delivery.py",
+                                        "deliver (worker/tasks.py")),
+]  # fmt: skip
 SECTION_BUCKETS: list[tuple[str, tuple[str, ...]]] = [
     ("Celery/kombu: fetch and dispatch messages", ("kombu/", "celery/worker/consumer")),
     ("Celery/billiard: pool plumbing", ("billiard/", "celery/concurrency")),
@@ -46,6 +48,9 @@ def py_spy_binary() -> str | None:
 
 
 IDLE_LEAVES = ("_worker (concurrent/futures/thread.py",)
+# The engine's dispatcher blocked on its condition (waiting for a completion or a wake-up).
+WAIT_LEAF = "wait (threading.py"
+ENGINE_LOOP = "_loop (worker/engine.py"
 
 
 def classify(stack: str) -> str:
@@ -53,6 +58,8 @@ def classify(stack: str) -> str:
     if any(frames[-1].startswith(leaf) for leaf in IDLE_LEAVES):
         # py-spy counts a pool thread blocked on its work queue as active
         return "idle: delivery threads waiting for work"
+    if frames[-1].startswith(WAIT_LEAF) and any(f.startswith(ENGINE_LOOP) for f in frames[-3:]):
+        return "idle: engine dispatcher waiting for a completion"
     for frame in reversed(frames):
         for name, needles in FRAME_BUCKETS:
             if any(n in frame for n in needles):

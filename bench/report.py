@@ -126,6 +126,7 @@ def markdown(payload: dict[str, Any], figures: list[Figure]) -> str:
     ]
     lines += _profile_section(payload["details"].get("profile"))
     lines += _delivery_cpu_section(payload["details"].get("delivery"))
+    lines += _scheduler_section(payload["details"])
     lines += _memory_section(payload["details"].get("outage"))
     return "\n".join(lines).rstrip() + "\n"
 
@@ -162,6 +163,65 @@ def _memory_section(outage: dict[str, Any] | None) -> list[str]:
         *_table(["where", "bytes"], rows),
         "",
     ]
+
+
+def _scheduler_section(details: dict[str, Any]) -> list[str]:
+    """The runs behind the one-by-one, isolation and web latency figures (medians)."""
+    rows: list[list[str]] = []
+    one = details.get("one_by_one") or {}
+    for latency in ("0ms", "50ms"):
+        at = one.get(latency)
+        if not at:
+            continue
+        for path, key in (("one by one", "one_by_one"), ("batched", "batched")):
+            runs = at[key]
+            rows.append(
+                [
+                    f"{path}, {latency[:-2]} ms sink",
+                    fmt(median([r["enqueued_per_s"] for r in runs])),
+                    fmt(median([r["per_s"] for r in runs])),
+                    fmt(median([r["redis_cpu_us_per_event"] for r in runs])),
+                ]
+            )
+    lines: list[str] = []
+    if rows:
+        lines += [
+            "## One by one vs batched (medians)",
+            "",
+            f"{one['producers']} producer processes, started together once the worker has "
+            "delivered a warm-up; delivered/s is timed from the sink's first receipt to its "
+            "last, while the producers are still running; Redis CPU is `INFO cpu` "
+            "(used_cpu_sys + used_cpu_user) from the producers' start to the last delivery.",
+            "",
+            *_table(["path", "enqueued/s", "delivered/s", "Redis CPU µs per event"], rows),
+            "",
+        ]
+    iso = details.get("isolation")
+    if iso and iso["while_hanging"]:
+        held = median([float(r["slow_platform_requests"]) for r in iso["while_hanging"]])
+        lines += [
+            "## Isolation",
+            "",
+            f"While the platform `slow` hung ({iso['slow_backlog']:,} events waiting), it held "
+            f"{fmt(held)} requests open (median); the healthy platform's live events "
+            f"({fmt(iso['rate_per_s'])}/s, one by one) are the isolation figures above.",
+            "",
+        ]
+    web = details.get("web_latency")
+    if web:
+        capacity = web["plain_celery_capacity_per_s"]
+        held_pace = "holds" if capacity >= web["rate_per_s"] else "cannot hold"
+        offered = median([r["offered_per_s"] for r in web["ours"]]) if web["ours"] else 0.0
+        lines += [
+            "## Web latency at 500 events/s",
+            "",
+            f"Offered {fmt(offered)} events/s from {web['producers']} producer processes. The "
+            f"plain Celery task delivers {fmt(capacity)} events/s against the "
+            f"{web['sink_latency_ms']} ms sink, so it {held_pace} the pace"
+            + (" and has no latency figure." if held_pace == "cannot hold" else "."),
+            "",
+        ]
+    return lines
 
 
 def _checks_line(checks: list[dict[str, Any]]) -> str:
@@ -207,7 +267,7 @@ def _profile_section(profile: dict[str, Any] | None) -> list[str]:
     lines = ["## Where the time goes", ""]
     for key, title in (
         ("enqueue", "`EventProducer.enqueue()`"),
-        ("deliver", "`Deliverer.deliver_many()`"),
+        ("deliver", "`DeliveryEngine.drain()`"),
     ):
         p = profile[key]
         lines += [f"### {title}, in one process ({fmt(p['wall_us_per_event'])} µs per event)", ""]
@@ -222,8 +282,8 @@ def _profile_section(profile: dict[str, Any] | None) -> list[str]:
         lines.append("")
         if key == "deliver":
             lines += [
-                f"Messages of {p['batch']} ids, their POSTs one after another in one thread (a "
-                "worker sends them side by side),",
+                f"Claims of up to {p['batch']} events, their POSTs one after another in one "
+                "thread (a worker sends them side by side),",
                 "so every step's CPU shows. cProfile inflates functions made of many small "
                 "calls: read its areas as",
                 "proportions, not as wall time.",

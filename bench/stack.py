@@ -110,14 +110,24 @@ class OurStack:
             ids += self.producer.enqueue_many(PLATFORM, batch[start : start + ENQUEUE_CHUNK])
         return ids
 
-    def ledger_left(self) -> int:
-        """Events still in the ledger (scheduled, in flight or dead): 0 once all delivered."""
+    def ledger_left(self, platform_id: str = PLATFORM) -> int:
+        """Events of `platform_id` still in the ledger (ready, scheduled, in flight) plus the
+        dead letters: 0 once all delivered."""
         client = redis.Redis(port=self.server.port)
         try:
-            left: int = client.zcard(self.keys.sched(PLATFORM)) + client.zcard(self.keys.dead)
-            return left
+            k = self.keys
+            sets = (k.ready(platform_id), k.sched(platform_id), k.inflight(platform_id), k.dead)
+            return sum(int(client.zcard(key)) for key in sets)
         finally:
             client.close()
+
+    def settled_left(self, timeout_s: float = 15.0, platform_id: str = PLATFORM) -> int:
+        """`ledger_left()` once the worker has acked what the sink received (the sink stamps an
+        event on arrival; its answer, and so the ack, can come `latency_ms` later)."""
+        deadline = time.monotonic() + timeout_s
+        while (left := self.ledger_left(platform_id)) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        return left
 
     def warm_up(self, batch: list[dict[str, Any]], timeout_s: float = 60) -> None:
         """Deliver `batch` end to end (the worker is up and connected), then reset the sink."""
@@ -216,6 +226,16 @@ def drain(
             for name in cpu_after
         },
     )
+
+
+def redis_cpu_s(server: LocalRedis) -> float:
+    """redis-server's own CPU seconds so far (`INFO cpu`: used_cpu_sys + used_cpu_user)."""
+    client = redis.Redis(port=server.port)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    finally:
+        client.close()
 
 
 def _cpu(worker_pid: int, extra_pids: dict[str, int]) -> dict[str, float]:
