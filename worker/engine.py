@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Completions within this long share one ack, and the threads they free one claim, instead of
 # a round trip each (at 1,000 events/s a process would otherwise make 2,000 script calls a second).
-COALESCE_S = 0.002
+COALESCE_S = 0.004
 # With nothing else to wake it, an engine claims at least this often (its heartbeat too).
 IDLE_CLAIM_S = 1.0
 # The bell thread's BLPOP timeout.

@@ -37,18 +37,18 @@ end
 
 -- Count `field` in this minute's bucket ({p}:minute:{epoch minute}, kept two hours) and in the
 -- all-time counters ({p}:stats), so operators see rates as well as totals.
+-- A bucket's expiry is set with its first count (a field that did not exist before), not on
+-- every count: most calls of a one-event enqueue or ack are these few commands.
 local function count(p, field, n, now)
   local bucket = key(p, 'minute', tostring(math.floor(now / 60000)))
-  redis.call('HINCRBY', bucket, field, n)
-  redis.call('EXPIRE', bucket, 7200)
+  if redis.call('HINCRBY', bucket, field, n) == n then redis.call('EXPIRE', bucket, 7200) end
   redis.call('HINCRBY', key(p, 'stats'), field, n)
 end
 
 -- Count `field` for one platform: {p}:pstats:{platform} and {p}:pminute:{platform}:{minute}.
 local function count_platform(p, platform, field, n, now)
   local bucket = p .. ':pminute:' .. platform .. ':' .. tostring(math.floor(now / 60000))
-  redis.call('HINCRBY', bucket, field, n)
-  redis.call('EXPIRE', bucket, 7200)
+  if redis.call('HINCRBY', bucket, field, n) == n then redis.call('EXPIRE', bucket, 7200) end
   redis.call('HINCRBY', key(p, 'pstats', platform), field, n)
 end
 

@@ -50,10 +50,17 @@ end
 -- events go back into the claim rotation; the pump releases what it parked in the schedule.
 local function circuit_close(p, platform, now)
   local ck = key(p, 'circuit', platform)
-  local was_open = redis.call('HGET', ck, 'state') == 'open'
-  redis.call('HSET', ck, 'state', 'closed', 'failures', 0)
+  local c = redis.call('HMGET', ck, 'state', 'failures')
+  local was_open = c[1] == 'open'
   circuit_cache[platform] = false
-  if not was_open then return 0 end
+  if not was_open then
+    -- the common case (every ack): write only when there is a failure count to reset
+    if c[1] ~= 'closed' or (tonumber(c[2]) or 0) ~= 0 then
+      redis.call('HSET', ck, 'state', 'closed', 'failures', 0)
+    end
+    return 0
+  end
+  redis.call('HSET', ck, 'state', 'closed', 'failures', 0)
   redis.call('HDEL', ck, 'probe_id')
   redis.call('HSET', ck, 'closed_ms', now)
   redis.call('HINCRBY', key(p, 'stats'), 'circuit_closed', 1)

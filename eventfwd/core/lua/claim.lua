@@ -26,12 +26,15 @@ local now = now_ms()
 local events, wait, more = {}, idle_ms, 0
 
 redis.call('ZADD', key(p, 'engines'), now + engine_ttl, engine)
--- forget engines that stopped claiming long ago (a restarted process takes a new id)
-redis.call('ZREMRANGEBYSCORE', key(p, 'engines'), '-inf', now - 60 * engine_ttl)
+local turn = redis.call('INCR', key(p, 'rr'))
+if turn % 256 == 0 then
+  -- now and then, forget engines that stopped claiming long ago (a restart takes a new id)
+  redis.call('ZREMRANGEBYSCORE', key(p, 'engines'), '-inf', now - 60 * engine_ttl)
+end
 local active = redis.call('ZRANGE', key(p, 'active'), 0, -1)
 local n = #active
 if n > 0 then
-  local start = redis.call('INCR', key(p, 'rr')) % n
+  local start = turn % n
   local order, want, rates, probes = {}, {}, {}, {}
   for i = 0, n - 1 do
     local platform = active[((start + i) % n) + 1]

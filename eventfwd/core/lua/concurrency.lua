@@ -36,9 +36,12 @@ local function conc_free(p, platform, cfg, now)
 end
 
 local function conc_save(p, platform, st)
-  redis.call('HSET', key(p, 'conc', platform), 'cap', st.cap, 'ssthresh', st.ssthresh,
-    'decreased_ms', st.decreased)
-  if st.rtt then redis.call('HSET', key(p, 'conc', platform), 'rtt_ms', st.rtt) end
+  local fields = {'cap', st.cap, 'ssthresh', st.ssthresh, 'decreased_ms', st.decreased}
+  if st.rtt then
+    fields[#fields + 1] = 'rtt_ms'
+    fields[#fields + 1] = st.rtt
+  end
+  redis.call('HSET', key(p, 'conc', platform), unpack(fields))
 end
 
 local function conc_halve(st, cfg, now)
