@@ -1,4 +1,4 @@
-"""`EventProducer`: validate, then write ledger entry and queue message in one atomic step.
+"""`EventProducer`: validate, then write the ledger entry and make it ready in one atomic step.
 
 With `EVENTFWD_SPOOL_DIR` set, events that Redis cannot take go to the local spool instead
 (`producers.spool`) and a background thread moves them into the ledger when Redis is back.
@@ -18,6 +18,7 @@ from eventfwd.core.errors import EnqueueError
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.schema import ValidEvent
 from eventfwd.core.settings import Settings
+from eventfwd.core.vocabulary import Lane
 from producers.base import ProducerBase, resolve_settings
 from producers.failover import (
     CONNECT_TIMEOUT_S,
@@ -37,8 +38,17 @@ log = logging.getLogger(__name__)
 class EventProducer(ProducerBase):
     """Validate events and hand them to the ledger; safe to share between threads."""
 
-    def __init__(self, redis_url: str | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        backfill: bool = False,
+    ) -> None:
+        """`backfill=True`: this producer's events are claimed behind every live event of their
+        platform (the backlog lane), so a script loading old events never delays a web app's."""
         self.settings = resolve_settings(redis_url, settings)
+        self._lane = Lane.BACKLOG if backfill else Lane.LIVE
         self._client = connect(
             self.settings.redis_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -110,7 +120,7 @@ class EventProducer(ProducerBase):
         while True:
             try:
                 # Safe to repeat after a timeout: enqueue leaves an id it already has untouched.
-                self._ledger.enqueue(rows)
+                self._ledger.enqueue(rows, lane=self._lane)
                 return
             except redis.RedisError as exc:
                 pause = plan.pause_after(exc)

@@ -1,4 +1,4 @@
-"""Celery tasks: thin adapters over `Deliverer` and the ledger, with stable names."""
+"""Celery tasks: thin adapters over the delivery engine and the ledger, with stable names."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """`eventfwd send`: validate events from a file or stdin and enqueue the valid ones in batches.
 
 Built for backfills too: the input is streamed (a JSON array as well as JSON lines), batches go
-to Redis in one round trip each, and the command waits while the delivery queue is long so
-that a million old events never bury live traffic.
+to Redis in one round trip each, into the backlog lane (claimed behind every live event of the
+platform, so a million old events never delay live traffic), and the command waits while the
+platform has many events ready, so that Redis holds a bounded part of the backfill at a time.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ def source_size(stream: IO[str]) -> int | None:
 
 
 class _Batches:
-    """Enqueue validated events in batches, waiting while the delivery queue is long."""
+    """Enqueue validated events in batches, waiting while many of the platform's are ready."""
 
     def __init__(self, ctx: Context, platform_id: str, *, size: int, max_queue: int) -> None:
         self.ctx = ctx
         self.platform_id = platform_id
         self.size = size
         self.max_queue = max_queue
-        self.producer = EventProducer(settings=ctx.settings)
+        self.producer = EventProducer(settings=ctx.settings, backfill=True)
         self.pending: list[ValidEvent] = []
         self.enqueued = 0
         self.waited_s = 0.0
@@ -66,7 +67,8 @@ class _Batches:
         if not self.max_queue:
             return
         started = time.monotonic()
-        while int(self.ctx.client.llen(self.ctx.settings.queue)) > self.max_queue:
+        ready = self.ctx.ledger.keys.ready(self.platform_id)
+        while int(self.ctx.client.zcard(ready)) > self.max_queue:
             time.sleep(QUEUE_WAIT_S)
         self.waited_s += time.monotonic() - started
 
@@ -88,7 +90,7 @@ class _Batches:
     type=click.IntRange(min=0),
     default=10_000,
     show_default=True,
-    help="Wait while the delivery queue holds more messages (0: never wait).",
+    help="Wait while more of the platform's events are ready to send (0: never wait).",
 )
 @click.option(
     "--skip",
@@ -170,7 +172,7 @@ def _summary(
     extra = f" ({skipped} skipped)" if skipped else ""
     click.echo(f"{valid} {verb}, {refused} refused{extra}")
     if waited_s >= 1:
-        click.echo(f"waited {waited_s:.0f}s in all for the delivery queue to drain")
+        click.echo(f"waited {waited_s:.0f}s in all for the platform's ready events to drain")
     if minted and not dry_run:
         click.echo(
             f"note: {minted} event(s) had no id, so eventfwd gave them one; "

@@ -20,7 +20,7 @@ from eventfwd.core import task_names
 from eventfwd.core.errors import LedgerError
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
-from eventfwd.core.vocabulary import Action, RescheduleKind
+from eventfwd.core.vocabulary import Action, Lane, RescheduleKind
 
 # Enqueue outcomes, one per event.
 ACCEPTED, DUPLICATE, ALREADY_DELIVERED = 1, 0, 2
@@ -77,7 +77,7 @@ class ArgSpec:
 
 
 _CONC = ("conc_initial", "conc_min", "conc_max")
-EnqueueArgs = ArgSpec("enqueue", "prefix", "queue", "task", "wake_ms")
+EnqueueArgs = ArgSpec("enqueue", "prefix", "queue", "task", "wake_ms", "lane")
 ClaimArgs = ArgSpec(
     "claim",
     "prefix",
@@ -176,13 +176,16 @@ class PumpResult:
     poisoned_ids: tuple[tuple[str, str], ...] = ()  # (event id, platform id)
 
 
-def enqueue_argv(settings: Settings, events: Sequence[tuple[str, str, str, int]]) -> list[Any]:
+def enqueue_argv(
+    settings: Settings, events: Sequence[tuple[str, str, str, int]], *, lane: Lane = Lane.LIVE
+) -> list[Any]:
     """ARGV of `enqueue.lua` for (id, platform, body, event_ms) rows (shared with asyncio)."""
     values = {
         "prefix": settings.key_prefix,
         "queue": settings.queue,
         "task": task_names.DELIVER,
         "wake_ms": WAKE_MS,
+        "lane": lane,
     }
     return EnqueueArgs.argv(values, [value for row in events for value in row])
 
@@ -259,8 +262,10 @@ class Ledger:
 
     # -- producer side ---------------------------------------------------------------------
 
-    def enqueue(self, events: Sequence[tuple[str, str, str, int]]) -> list[int]:
-        """Store (id, platform, body, event_ms) tuples and publish their ids.
+    def enqueue(
+        self, events: Sequence[tuple[str, str, str, int]], *, lane: Lane = Lane.LIVE
+    ) -> list[int]:
+        """Store (id, platform, body, event_ms) tuples, ready in `lane`.
 
         One round trip per `ENQUEUE_ROWS_PER_CALL` events, so no call blocks Redis for long.
         """
@@ -268,7 +273,7 @@ class Ledger:
         for start in range(0, len(events), ENQUEUE_ROWS_PER_CALL):
             chunk = events[start : start + ENQUEUE_ROWS_PER_CALL]
             outcomes += check_enqueue(
-                self._run("enqueue", enqueue_argv(self.settings, chunk)), chunk
+                self._run("enqueue", enqueue_argv(self.settings, chunk, lane=lane)), chunk
             )
         return outcomes
 

@@ -13,6 +13,7 @@ import redis
 from click.testing import CliRunner
 
 from eventfwd.cli.main import cli
+from producers import EventProducer
 from tests.conftest import example_events
 from tests.integration.test_cli import run
 from tests.support.ledger import backlog
@@ -77,12 +78,14 @@ def _ids(rclient: redis.Redis) -> list[str]:
     return list(rclient.zrange("eventfwd:ready:acme", 0, -1))
 
 
-def test_send_waits_while_the_delivery_queue_is_long(redis_url: str, rclient: redis.Redis) -> None:
-    rclient.rpush("eventfwd", *["x"] * 5)
+def test_send_backfills_behind_live_events_and_waits_while_many_are_ready(
+    redis_url: str, rclient: redis.Redis
+) -> None:
+    rclient.zadd("eventfwd:ready:acme", {f"earlier-{i}": i for i in range(5)})
 
     def drain() -> None:
         time.sleep(1.2)
-        rclient.delete("eventfwd")
+        rclient.zrem("eventfwd:ready:acme", *[f"earlier-{i}" for i in range(5)])
 
     thread = threading.Thread(target=drain)
     thread.start()
@@ -92,7 +95,12 @@ def test_send_waits_while_the_delivery_queue_is_long(redis_url: str, rclient: re
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 1.0
     assert "8 enqueued, 0 refused" in result.output
-    assert re.search(r"waited \ds in all for the delivery queue to drain", result.output)
+    assert re.search(r"waited \ds in all for the platform's ready events to drain", result.output)
+    # a backfill joins the backlog lane: behind any live event enqueued later
+    live = EventProducer(redis_url).enqueue("acme", example_events()[0] | {"id": None})
+    assert rclient.zrange("eventfwd:ready:acme", 0, 0) == [live]
+    backfilled = [i for i in _ids(rclient) if i != live]
+    assert {rclient.hget(f"eventfwd:ev:{i}", "lane") for i in backfilled} == {"backlog"}
 
 
 def test_send_when_redis_is_down_says_where_to_resume(tmp_path: Path) -> None:

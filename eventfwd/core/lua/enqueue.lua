@@ -1,7 +1,8 @@
 -- enqueue: accept events into the ledger and make them ready, in one atomic step.
 -- KEYS: none (keys are built from ARGV[1], see _lib.lua; Redis Cluster is not supported)
 -- ARGV (EnqueueArgs in eventfwd/core/ledger.py): 1 prefix, 2 queue, 3 deliver task name,
---       4 wake_ms (how long a wake-up message counts as pending),
+--       4 wake_ms (how long a wake-up message counts as pending), 5 lane ('live', or 'backlog'
+--       for a backfill: claimed behind every live event of its platform),
 --       then 4 values per event: id, platform, body (wire JSON), event_ms
 -- Returns: one integer per event: 1 accepted, 0 already in the ledger (left untouched),
 --          2 delivered recently (done record present, nothing written)
@@ -10,11 +11,11 @@
 -- in the schedule instead (backlog lane); the pump releases it after the outage. No Celery
 -- message per event: only when no delivery engine is alive anywhere is one wake-up published.
 local p, queue, task = ARGV[1], ARGV[2], ARGV[3]
-local wake_ms = tonumber(ARGV[4])
+local wake_ms, backfill = tonumber(ARGV[4]), ARGV[5] == 'backlog'
 local now = now_ms()
 local ev_prefix, done_prefix = key(p, 'ev') .. ':', key(p, 'done') .. ':'
 local out, parked, accepted, zadds = {}, {}, {}, {}
-for i = 5, #ARGV, 4 do
+for i = 6, #ARGV, 4 do
   local id, platform, body, event_ms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local ev = ev_prefix .. id
   -- one EXISTS asks about both keys (the common answer is neither)
@@ -30,12 +31,15 @@ for i = 5, #ARGV, 4 do
     if parked[platform] then
       redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', 'scheduled',
         'attempts', 0, 'enqueued_ms', now, 'event_ms', event_ms, 'lane', 'backlog')
+    elseif backfill then
+      redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', 'ready', 'attempts', 0,
+        'enqueued_ms', now, 'event_ms', event_ms, 'lane', 'backlog')
     else
       redis.call('HSET', ev, 'body', body, 'platform', platform, 'state', 'ready', 'attempts', 0,
         'enqueued_ms', now, 'event_ms', event_ms)
     end
     local z = zadds[platform]
-    z[#z + 1] = now
+    z[#z + 1] = (backfill and not parked[platform]) and lane_score('backlog', now) or now
     z[#z + 1] = id
     accepted[platform] = (accepted[platform] or 0) + 1
     out[#out + 1] = 1
