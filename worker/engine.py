@@ -148,9 +148,13 @@ class DeliveryEngine:
                 outcomes.update(self.deliverer.settle(done))
                 self._in_flight -= len(done)
                 next_claim = min(next_claim, now + COALESCE_S)
+            if woken:
+                # a ring: claim at once when idle (a lone web request's event goes out now),
+                # else with the next group, so that a burst of rings shares one claim
+                next_claim = min(next_claim, now if self._in_flight == 0 else now + COALESCE_S)
             free = self.threads - self._in_flight
             idle = False
-            if not stopping and free > 0 and (woken or now >= next_claim):
+            if not stopping and free > 0 and now >= next_claim:
                 wave = self.ledger.claim(
                     self.engine_id,
                     f"{self.engine_id}:{next(self._tokens)}",
@@ -222,3 +226,5 @@ class DeliveryEngine:
                 continue
             if rang:
                 self.wake()
+                # the loop claims everything ready; rings in the meantime would add nothing
+                self._stop.wait(COALESCE_S)
