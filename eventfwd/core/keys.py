@@ -14,8 +14,8 @@ named here.
     {p}:engines          zset   delivery engine id -> alive until ms
     {p}:wake             string a Celery wake-up is pending (expires)
     {p}:platforms        set    platforms with anything in the ledger (the pump's walk)
-    {p}:seen             zset   platform -> its last enqueue ms (operators' views list recent
-                                ones; entries older than 30 days are dropped by the pump)
+    {p}:seen             zset   platform -> when the pump last found it in the ledger (operators'
+                                views list recent ones; the pump drops those silent 30 days)
     {p}:dead             zset   id -> dead_at ms (the envelope keeps state "dead" and the reason)
     {p}:done:{id}        hash   delivery record (delivered_ms, attempts, status, rtt_ms, platform,
                                 enqueued_ms), expires; also stops duplicate sends

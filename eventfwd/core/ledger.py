@@ -41,8 +41,8 @@ WAKE_MS = 10_000
 ENQUEUE_ROWS_PER_CALL = 500
 
 
-# Lua modules prepended to every script, in order: helpers, the Celery message contract, then
-# one module per policy (circuit, rate, in-flight cap) that every script calls.
+# Lua modules, in the order they are prepended: helpers, the Celery message contract, then one
+# module per policy (circuit, rate, in-flight cap) that the scripts call.
 SHARED_LUA = (
     "_lib.lua",
     "celery_message.lua",
@@ -50,13 +50,28 @@ SHARED_LUA = (
     "rate.lua",
     "concurrency.lua",
 )
+# What each script needs beyond `_lib.lua` (the rest: all of them). Every call runs the whole
+# chunk, defining each function it holds, so a one-event enqueue pays for every module it carries.
+SCRIPT_MODULES = {
+    "enqueue": ("celery_message.lua", "circuit.lua"),
+    "pump": ("celery_message.lua", "circuit.lua"),
+    "dead": ("circuit.lua",),
+    "replay": ("circuit.lua",),
+    "circuit_reset": ("circuit.lua",),
+    "ack": ("circuit.lua", "concurrency.lua"),
+    "pause": (),
+    "resume": (),
+    "purge": (),
+    "import": (),
+}
 
 
 @cache
 def script_source(name: str) -> str:
-    """The full text of one ledger script (the shared modules prepended, `_lib.lua` first)."""
+    """The full text of one ledger script: `_lib.lua`, the modules it needs, then its own."""
     folder = resources.files("eventfwd.core") / "lua"
-    parts = [*SHARED_LUA, f"{name}.lua"]
+    needed = SCRIPT_MODULES.get(name, SHARED_LUA[1:])
+    parts = [m for m in SHARED_LUA if m == "_lib.lua" or m in needed] + [f"{name}.lua"]
     return "\n".join((folder / part).read_text() for part in parts)
 
 

@@ -337,8 +337,8 @@ class Records:
     # -- fleet -------------------------------------------------------------------------------
 
     def platforms(self, *, seen_within_s: float = 7 * 86400) -> list[str]:
-        """Platforms with anything in the ledger, and those that enqueued in the last days (the
-        pump forgets a platform with nothing waiting; people still want to see it)."""
+        """Platforms with anything in the ledger, and those that had in the last days (the pump
+        forgets a platform with nothing waiting; people still want to see it)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.smembers(self.keys.platforms)
         pipe.time()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from eventfwd.core.ledger import Ledger
 from eventfwd.devkit.samples import sample_events
 from producers import EventProducer
 from tests.support.procs import children
@@ -28,8 +29,11 @@ def accepted(sink: Any) -> dict[str, int]:
 
 def test_a_duplicated_celery_message_sends_once(make_stack, sink, rclient: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     stack = make_stack()
-    (event_id,) = EventProducer(settings=stack.settings()).enqueue_many(P, sample_events(1))
+    settings = stack.settings()
+    (event_id,) = EventProducer(settings=settings).enqueue_many(P, sample_events(1))
+    Ledger(rclient, settings).pump()  # no engine alive: the pump publishes a wake-up
     message = rclient.lindex("eventfwd", 0)
+    assert message is not None
     rclient.lpush("eventfwd", message, message)  # the broker hands it out three times
     stack.worker()
     wait_for(lambda: accepted(sink) == {event_id: 1}, 20, what="one delivery")
@@ -42,8 +46,11 @@ def test_a_message_that_reappears_after_delivery_is_not_sent_again(
     make_stack, sink, rclient: redis.Redis
 ) -> None:  # type: ignore[no-untyped-def]
     stack = make_stack()
-    (event_id,) = EventProducer(settings=stack.settings()).enqueue_many(P, sample_events(1))
+    settings = stack.settings()
+    (event_id,) = EventProducer(settings=settings).enqueue_many(P, sample_events(1))
+    Ledger(rclient, settings).pump()  # no engine alive: the pump publishes a wake-up
     message = rclient.lindex("eventfwd", 0)
+    assert message is not None
     stack.worker()
     wait_for(lambda: accepted(sink) == {event_id: 1}, 20, what="the delivery")
     rclient.lpush("eventfwd", message)  # e.g. the broker's visibility timeout restored it

@@ -19,7 +19,7 @@ for i = 6, #ARGV, 4 do
   local id, token, rtt_ms, status = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local ev = key(p, 'ev', id)
   local done = key(p, 'done', id)
-  local f = redis.call('HMGET', ev, 'platform', 'token', 'attempts', 'enqueued_ms')
+  local f = redis.call('HMGET', ev, 'platform', 'token', 'attempts', 'enqueued_ms', 'state')
   if not f[1] then
     held[#held + 1] = -1
     if redis.call('EXISTS', done) == 0 then
@@ -32,9 +32,14 @@ for i = 6, #ARGV, 4 do
       'status', status, 'rtt_ms', rtt_ms, 'platform', platform, 'enqueued_ms', f[4] or '')
     redis.call('PEXPIRE', done, ttl)
     redis.call('DEL', ev)
-    unlist(p, platform, id)
-    -- a late 2xx for an event dead-lettered meanwhile (its lease expired): it is delivered
-    redis.call('ZREM', key(p, 'dead'), id)
+    if f[5] == 'inflight' then
+      redis.call('ZREM', key(p, 'inflight', platform), id)
+    elseif f[5] == 'dead' then
+      -- a late 2xx for an event dead-lettered meanwhile (its lease expired): it is delivered
+      redis.call('ZREM', key(p, 'dead'), id)
+    else
+      unlist(p, platform, id)  -- its lease expired and it was put back meanwhile
+    end
     if not delivered[platform] then
       order[#order + 1] = platform
       delivered[platform], rtt_sum[platform] = 0, 0

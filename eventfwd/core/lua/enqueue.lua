@@ -25,7 +25,6 @@ for i = 6, #ARGV, 4 do
     if parked[platform] == nil then
       parked[platform] = circuit_is_open(p, platform)
       redis.call('SADD', key(p, 'platforms'), platform)
-      redis.call('ZADD', key(p, 'seen'), now, platform)
       zadds[platform] = {}
     end
     if parked[platform] then
@@ -51,11 +50,22 @@ for platform, z in pairs(zadds) do
   for first = 1, #z, 1000 do
     redis.call('ZADD', set, unpack(z, first, math.min(first + 999, #z)))
   end
-  if not parked[platform] then activate(p, platform) end
+  if not parked[platform] then redis.call('ZADD', key(p, 'active'), 0, platform) end
 end
 for platform, n in pairs(accepted) do count_both(p, platform, 'enqueued', n, now) end
-if next(accepted) ~= nil and redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
-    and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
-  publish(p, queue, task, {}, true)
+-- Ring the bell (at most one ring waits). A ring still waiting means no engine took the last
+-- one: then see whether any is alive at all, and publish a Celery wake-up when none is.
+local ready_now = false
+for platform in pairs(accepted) do
+  if not parked[platform] then ready_now = true end
+end
+if ready_now then
+  local bell = key(p, 'bell')
+  if redis.call('LLEN', bell) == 0 then
+    redis.call('RPUSH', bell, 1)
+  elseif redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
+      and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
+    publish(p, queue, task, {}, true)
+  end
 end
 return out

@@ -36,6 +36,8 @@ local function reap(id, ev, platform, lane)
 end
 
 for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
+  -- operators' views list the platforms that had anything in the ledger in the last days
+  redis.call('ZADD', key(p, 'seen'), now, platform)
   local ready, sched = key(p, 'ready', platform), key(p, 'sched', platform)
   local inflight = key(p, 'inflight', platform)
   local woke = false
