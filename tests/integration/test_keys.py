@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from eventfwd.core.keys import Keys
-from eventfwd.core.ledger import Delivery, Ledger
+from eventfwd.core.ledger import SPECS, ArgSpec, Delivery, Ledger
 from eventfwd.core.lock import RedisLock
 from eventfwd.core.settings import Settings
 from eventfwd.core.vocabulary import (
@@ -117,3 +117,12 @@ def test_every_lane_reason_and_counter_the_scripts_write_is_in_the_vocabulary() 
     assert counters and counters <= {c.value for c in Counter} | {"dead:", "failed:"}
     opened = lua_words(r"circuit_open\(p, platform, '([a-z_]+)'")
     assert opened <= {r.value for r in CircuitReason}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.script)
+def test_each_scripts_named_argv_matches_its_header(spec: ArgSpec) -> None:
+    text = (LUA / f"{spec.script}.lua").read_text()
+    header = text[text.index("-- ARGV") : text.index("-- Returns")]
+    assert "eventfwd/core/ledger.py" in header  # it points at the Python spec
+    numbers = [int(n) for n in re.findall(r"(?:[:,]|--)\s+(\d+) [A-Za-z']", header)]
+    assert numbers and max(numbers) == len(spec.names), (spec.script, numbers, spec.names)
