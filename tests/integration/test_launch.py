@@ -1,4 +1,4 @@
-"""How `eventfwd worker|beat` start: the Celery runtime from any directory."""
+"""How `eventfwd` starts: the Celery runtime from any directory, and a hint on a light install."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ def test_the_celery_launcher_reports_a_bad_setting_in_one_line(tmp_path: Path) -
     assert result.stderr.strip().splitlines() == [
         "eventfwd: configuration: EVENTFWD_MAX_ATTEMPTS='many' is not a whole number"
     ]
+
+
+def test_the_command_without_the_worker_side_says_which_extra_to_install(tmp_path: Path) -> None:
+    code = "import sys; sys.modules['click'] = None; from eventfwd.cli import main; main()"
+    result = run_python(tmp_path, "-c", code, "--help")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "pip install 'eventfwd[worker]'" in line and "click" in line
 
 
 def test_the_current_directory_is_dropped_from_the_path() -> None:
