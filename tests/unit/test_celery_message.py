@@ -167,7 +167,9 @@ def test_kombu_and_celery_read_the_lua_message_as_the_task_with_its_ids(
 ) -> None:
     seen: list[tuple[Any, ...]] = []
 
-    @app.task(name=TASK, ignore_result=True, shared=False)
+    # registered now (not lazily, not shared): where worker.tasks is imported too, its shared
+    # `deliver` must not take this app's name for it
+    @app.task(name=TASK, ignore_result=True, shared=False, lazy=False)
     def deliver(*args: Any) -> None:
         seen.append(args)
 
@@ -179,7 +181,7 @@ def test_kombu_and_celery_read_the_lua_message_as_the_task_with_its_ids(
         # task protocol 2: no hybrid or protocol-1 conversion on the worker's side
         assert "task" in message.headers and "args" not in message.payload
         assert message.decode() == json.loads(json.dumps(message.payload))
-        request = Request(message, app=app, task=app.tasks[TASK])
+        request = Request(message, app=app, task=deliver)
         assert request.task_name == TASK
         assert request.id == message.headers["id"] == message.properties["correlation_id"]
         assert list(request.args) == ([ids] if ids else [])
