@@ -13,11 +13,12 @@ RUN useradd --system --create-home --home-dir /home/eventfwd --uid 10001 eventfw
     && install -d -o eventfwd -g eventfwd /var/lib/eventfwd /var/lib/eventfwd/beat
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY core ./core
+COPY pyproject.toml README.md LICENSE constraints.txt ./
+COPY eventfwd ./eventfwd
 COPY producers ./producers
 COPY worker ./worker
-RUN pip install . && rm -rf /src
+# The fleet's side (worker, beat, the CLI and the sink), at the versions CI tested.
+RUN pip install -c constraints.txt '.[worker]' && rm -rf /src
 
 # Run from a directory that is not the source tree, so imports come from the installed package;
 # /var/lib/eventfwd/beat is where beat keeps its schedule (a volume in docker-compose.yml).

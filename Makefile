@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 DEV_ARGS ?=
 
-.PHONY: help bootstrap dev test lint format bench clean distclean
+.PHONY: help bootstrap dev test lint format bench wheel-check range lock clean distclean
 
 help: ## Show this list
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) \
@@ -31,6 +31,15 @@ lint: bootstrap ## ruff check, ruff format --check, mypy
 format: bootstrap ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+wheel-check: bootstrap ## Build the wheel; try it in a throwaway project (web side alone, then the fleet)
+	.ci/wheel-check
+
+range: bootstrap ## Celery contract and delivery tests at the lowest and highest Celery/kombu allowed
+	.ci/celery-range
+
+lock: bootstrap ## Regenerate constraints.txt from pyproject.toml (after changing a dependency)
+	scripts/lock
 
 bench: bootstrap ## Run the benchmarks (python -m bench)
 	$(BIN)/pip install --quiet -e '.[bench]'

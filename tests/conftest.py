@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from eventfwd.core.settings import Settings
-from tests.support import stack
 from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack, stacks
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "moloco_examples.jsonl"
 
@@ -75,56 +75,13 @@ def sink() -> Iterator[Any]:
     server.stop()
 
 
-class Stack:
-    """Worker and beat processes started for one test; all stopped at its end."""
-
-    def __init__(self, redis_url: str, sink_url: str, tmp: Path) -> None:
-        self.redis_url = redis_url
-        self.sink_url = sink_url
-        self.tmp = tmp
-        self.procs: list[stack.Proc] = []
-
-    def env(self, **overrides: str) -> dict[str, str]:
-        return stack.base_env(self.redis_url, self.sink_url, **overrides)
-
-    def worker(self, name: str = "w1", concurrency: int = 2, **overrides: str) -> stack.Proc:
-        proc = stack.worker(self.env(**overrides), self.tmp, name=name, concurrency=concurrency)
-        self.procs.append(proc.start())
-        return proc
-
-    def beat(self, name: str = "beat", **overrides: str) -> stack.Proc:
-        proc = stack.beat(self.env(**overrides), self.tmp, name=name)
-        self.procs.append(proc.start())
-        return proc
-
-    def settings(self, **overrides: str) -> Settings:
-        return Settings.from_mapping(self.env(**overrides))
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-
-    def logs(self) -> str:
-        return "\n".join(f"===== {p.name}\n{p.log()[-4000:]}" for p in self.procs)
-
-
 @pytest.fixture
 def make_stack(
     redis_url: str, sink: Any, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[[], Stack]]:
-    stacks: list[Stack] = []
-
-    def make() -> Stack:
-        s = Stack(redis_url, sink.url, tmp_path)
-        stacks.append(s)
-        return s
-
-    yield make
-    failed = getattr(request.node, "rep_call", None)
-    for s in stacks:
-        s.stop()
-        if failed is not None and failed.failed:
-            print(s.logs())
+    """Worker and beat processes on the suite's Redis and the test's sink."""
+    with stacks(sink.url, tmp_path, request) as make:
+        yield lambda: make(redis_url)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -135,6 +135,25 @@ class HttpClient:
             _ms_since(started),
         )
 
+    def probe(self, url: str) -> tuple[Response, str | None]:
+        """GET `url` once (`eventfwd doctor`): the answer, and the server's `Date` header."""
+        started = time.monotonic()
+        try:
+            r = self._manager(url).urlopen(
+                "GET", url, redirect=False, retries=False, preload_content=False
+            )
+        except TimeoutError as exc:
+            if not isinstance(exc, NewConnectionError):
+                return Response(None, "timeout", None, _ms_since(started)), None
+            return _connection_error(exc, started), None
+        except (HTTPError, OSError) as exc:
+            return _connection_error(exc, started), None
+        try:
+            r.drain_conn()
+        finally:
+            r.release_conn()
+        return Response(r.status, "", None, _ms_since(started)), r.headers.get("Date")
+
     def close(self) -> None:
         """Close every pooled connection."""
         self._direct.clear()

@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 import redis
-import requests
 from celery import Celery
 
 from eventfwd.cli.base import EXIT_PROBLEM, Context, handle_errors, pass_context
@@ -35,10 +34,12 @@ from eventfwd.ops.platforms import read_pauses
 from eventfwd.ops.snapshot import snapshot
 from worker.beat import beat_lock_key
 from worker.heartbeat import read_beat
+from worker.http_client import HttpClient
 from worker.persistence import persistence_problems
 
 CLOCK_WARN_S, CLOCK_FAIL_S = 1.0, 30.0
-HTTP_TIMEOUT_S = (3.05, 5.0)
+# Read timeout of the probe; the connect timeout is the worker's (worker/http_client.py).
+HTTP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +138,20 @@ class Doctor:
         urls = {u for u in [s.moloco_base_url, *(o.base_url for o in s.platforms.values())] if u}
         if not urls:
             yield Check("moloco", "skip", "no base URL configured")
+        # through the worker's own client: the same CA bundle, proxy and timeouts as deliveries
+        client = HttpClient(timeout_s=HTTP_TIMEOUT_S, pool_size=1)
         for url in sorted(urls):
-            started = time.monotonic()
-            try:
-                r = requests.get(url + "/", timeout=HTTP_TIMEOUT_S, allow_redirects=False)
-            except requests.RequestException as exc:
-                yield Check("moloco", "fail", f"{url} is unreachable ({type(exc).__name__})")
+            answer, date = client.probe(url + "/")
+            client.close()
+            if answer.status is None:
+                yield Check("moloco", "fail", f"{url} is unreachable ({answer.message})")
                 continue
-            ms = (time.monotonic() - started) * 1000
-            yield Check("moloco", "ok", f"{url} answered HTTP {r.status_code} in {ms:.0f} ms")
-            skew = _date_skew_s(r.headers.get("Date"))
+            yield Check(
+                "moloco",
+                "ok",
+                f"{url} answered HTTP {answer.status} in {answer.duration_ms} ms",
+            )
+            skew = _date_skew_s(date)
             if skew is not None and abs(skew) > 5:
                 yield Check(
                     "clock", "warn", f"this machine's clock is {skew:+.0f} s off {url}'s Date"

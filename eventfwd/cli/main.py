@@ -70,11 +70,17 @@ def cli(
     ctx.obj = Context(settings)
 
 
+def celery_argv(what: str, *args: str) -> list[str]:
+    """The command line of `celery -A worker WHAT ARGS` with our `worker`, whatever the current
+    directory holds: `-P` keeps it off `sys.path`, and `python -m worker` keeps Celery from
+    putting it back first (see worker/__main__.py)."""
+    return [sys.executable, "-P", "-m", "worker", what, *args]
+
+
 def _celery(args: tuple[str, ...], what: str) -> None:
     """Become `celery -A worker WHAT ARGS`, with the shared options in its environment."""
     env = {**os.environ, **click.get_current_context().meta.get("eventfwd.options", {})}
-    argv = [sys.executable, "-m", "celery", "-A", "worker", what, *args]
-    os.execvpe(sys.executable, argv, env)
+    os.execve(sys.executable, celery_argv(what, *args), env)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
+
 from eventfwd.core.connection import check_url, redact_url
 from eventfwd.core.errors import ConfigError, InvalidEvent
 
@@ -95,6 +97,10 @@ def _bool(name: str, raw: str) -> bool:
 def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().rstrip("/")
+        # `https://x  # prod` set in a shell or a compose file: the comment is not part of the
+        # URL, and every request would go to a broken one; no URL we take contains whitespace.
+        if any(c.isspace() for c in value):
+            raise ConfigError(f"{name}={redact_url(value)!r} contains whitespace")
         if not value.startswith(tuple(f"{s}://" for s in schemes)):
             raise ConfigError(
                 f"{name} must start with one of {', '.join(s + '://' for s in schemes)}"
@@ -402,18 +408,17 @@ class Settings:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Read `KEY=value` lines of a `.env` file (only `EVENTFWD_` keys and `SENTRY_DSN`)."""
+    """Read a `.env` file (only `EVENTFWD_` keys and `SENTRY_DSN`), as python-dotenv parses it.
+
+    python-dotenv, not a parser of our own: `KEY=value  # note` is the value and a comment, as in
+    Docker Compose and every other tool that reads the same file. No `${VAR}` expansion: an API
+    key or a password is taken as written.
+    """
     if not path.is_file():
         return {}
-    out: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        key, value = key.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        if key.startswith(PREFIX) or key == "SENTRY_DSN":
-            out[key] = value
-    return out
+    values = dotenv_values(path, interpolate=False)
+    return {
+        key: value
+        for key, value in values.items()
+        if value is not None and (key.startswith(PREFIX) or key == "SENTRY_DSN")
+    }

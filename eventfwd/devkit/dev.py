@@ -96,7 +96,9 @@ def _wait_for_console(url: str, proc: subprocess.Popen[bytes], timeout_s: float 
 
 
 def _celery(what: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker", what, "--loglevel", "INFO", *extra]
+    # `celery -A worker` through worker/__main__.py: a worker.py in the directory `eventfwd dev`
+    # runs from must not stand in for ours (-P: the current directory stays off sys.path)
+    return [sys.executable, "-P", "-m", "worker", what, "--loglevel", "INFO", *extra]
 
 
 def _progress(records: Records, total: int, timeout_s: float, before: int) -> dict[str, Any]:

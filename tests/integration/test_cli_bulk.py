@@ -25,6 +25,12 @@ from worker.retention import enforce_retention
 pytestmark = pytest.mark.integration
 
 DAY_MS = 86_400_000
+# The CLI as a user runs it from a terminal, where Ctrl-C raises KeyboardInterrupt. A suite
+# started with `nohup` or `&` hands its children SIGINT ignored, and Python then keeps it so.
+CLI_WITH_CTRL_C = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from eventfwd.cli.main import main; main()"
+)
 
 
 def states(rclient: redis.Redis, ids: list[str]) -> dict[str, int]:
@@ -156,8 +162,7 @@ def test_ctrl_c_during_a_real_replay_process_stops_between_pages(
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFWD_")}
     env["EVENTFWD_REDIS_URL"] = redis_url
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from eventfwd.cli.main import main; main()",
-         "dead", "replay", "--all", "--rate", "100"],
+        [sys.executable, "-c", CLI_WITH_CTRL_C, "dead", "replay", "--all", "--rate", "100"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

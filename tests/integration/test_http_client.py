@@ -445,3 +445,15 @@ def test_an_unreachable_proxy_is_a_connection_error(
     assert response.status is None
     assert response.message.startswith("connection error ("), response.message
     assert sink.stats()["requests"] == 0
+
+
+def test_a_probe_answers_the_status_and_the_servers_date(
+    plain_server: LocalServer, clients: list[HttpClient]
+) -> None:
+    # http.server answers a GET it has no handler for with 501, and dates every answer
+    answer, date = client(clients).probe(f"http://127.0.0.1:{plain_server.port}/")
+    assert answer.status == 501 and answer.message == ""
+    assert date is not None and date.endswith(" GMT")
+    down, no_date = client(clients).probe(f"http://127.0.0.1:{closed_port()}/")
+    assert (down.status, no_date) == (None, None)
+    assert down.message.startswith("connection error")

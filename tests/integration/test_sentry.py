@@ -22,13 +22,12 @@ import sentry_sdk
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import Ignore, Reject, Retry
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
 from eventfwd.core.settings import Settings
 from producers import EventProducer
-from tests.conftest import Stack, example_events
-from tests.support.stack import Proc, wait_for
+from tests.conftest import example_events
+from tests.support.sentry import CaptureTransport
+from tests.support.stack import Proc, Stack, wait_for
 from worker.observability import FILTERED, init_sentry
 
 pytestmark = pytest.mark.integration
@@ -272,25 +271,6 @@ def test_an_unexpected_task_exception_is_reported_without_its_arguments(
     assert event["extra"]["celery-job"]["task_name"] == "eventfwd.deliver"
     assert event["extra"]["celery-job"]["kwargs"] == FILTERED
     assert user_id.encode() not in ingest.raw()
-
-
-class CaptureTransport(Transport):
-    """Keeps every envelope in memory instead of sending it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.envelopes: list[Envelope] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        self.envelopes.append(envelope)
-
-    def events(self) -> list[dict[str, Any]]:
-        return [
-            item.payload.json
-            for envelope in self.envelopes
-            for item in envelope.items
-            if item.type == "event" and item.payload.json is not None
-        ]
 
 
 def test_retry_ignore_and_reject_are_control_flow_not_errors(

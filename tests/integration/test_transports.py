@@ -21,9 +21,9 @@ from eventfwd.core.connection import connect
 from eventfwd.core.settings import Settings
 from eventfwd.devkit.localredis import free_port
 from producers import EventProducer
-from tests.conftest import Stack, example_events
+from tests.conftest import example_events
 from tests.support.sentinel import RedisProcess, durable_args, start_sentinel
-from tests.support.stack import wait_for
+from tests.support.stack import Stack, stacks, wait_for
 from tests.support.tls import Certs, make_certs, tls_args
 from worker.app import create_app
 
@@ -113,18 +113,8 @@ def unix_redis(tmp_path: Path) -> Iterator[Path]:
 def stack_for(sink: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MakeStack]:
     """Like `make_stack`, on the test's own Redis URL. Request it after the server fixture,
     so that the worker and beat stop before their Redis does."""
-    stacks: list[Stack] = []
-
-    def make(url: str) -> Stack:
-        stacks.append(Stack(url, sink.url, tmp_path))
-        return stacks[-1]
-
-    yield make
-    failed = getattr(request.node, "rep_call", None)
-    for s in stacks:
-        s.stop()
-        if failed is not None and failed.failed:
-            print(s.logs())
+    with stacks(sink.url, tmp_path, request) as make:
+        yield make
 
 
 def deliver_through(stack: Stack, sink: Any) -> None:

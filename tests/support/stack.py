@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from eventfwd.core.settings import Settings
 from eventfwd.devkit import localprocess
 from eventfwd.devkit.localprocess import ChildProcess
 
@@ -64,3 +69,58 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.05, what: str = 
     return localprocess.wait_for(
         predicate, timeout_s, what, step_s=interval_s, error=AssertionError
     )
+
+
+class Stack:
+    """Worker and beat processes started for one test; all stopped at its end."""
+
+    def __init__(self, redis_url: str, sink_url: str, tmp: Path) -> None:
+        self.redis_url = redis_url
+        self.sink_url = sink_url
+        self.tmp = tmp
+        self.procs: list[Proc] = []
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return base_env(self.redis_url, self.sink_url, **overrides)
+
+    def worker(self, name: str = "w1", concurrency: int = 2, **overrides: str) -> Proc:
+        proc = worker(self.env(**overrides), self.tmp, name=name, concurrency=concurrency)
+        self.procs.append(proc.start())
+        return proc
+
+    def beat(self, name: str = "beat", **overrides: str) -> Proc:
+        proc = beat(self.env(**overrides), self.tmp, name=name)
+        self.procs.append(proc.start())
+        return proc
+
+    def settings(self, **overrides: str) -> Settings:
+        return Settings.from_mapping(self.env(**overrides))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.log()[-4000:]}" for p in self.procs)
+
+
+@contextmanager
+def stacks(
+    sink_url: str, tmp: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Stack]]:
+    """Make stacks on any Redis URL; stop them all at the end, printing their logs if the test
+    failed (`rep_call` is set by the report hook in tests/conftest.py)."""
+    made: list[Stack] = []
+
+    def make(redis_url: str) -> Stack:
+        made.append(Stack(redis_url, sink_url, tmp))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        for s in made:
+            s.stop()
+            if failed is not None and failed.failed:
+                print(s.logs())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 
@@ -34,6 +35,18 @@ def test_a_pacer_spaces_pages_by_their_size_over_the_rate() -> None:
     assert [round(s, 1) for s in slept] == [1.0, 1.5]
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own SIGINT handler for the test, whatever the suite inherited: started with
+    `nohup` or `&`, a shell hands SIGINT down ignored, and Python then installs no handler."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_inside_the_block_is_raised_after_it() -> None:
     done = []
     with pytest.raises(KeyboardInterrupt), held_interrupts():

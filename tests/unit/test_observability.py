@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 import sentry_sdk
 from celery.schedules import schedule
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
 from eventfwd.core.settings import PlatformOverride, Settings
+from tests.support.sentry import CaptureTransport
 from worker import observability as obs
 from worker.observability import FILTERED, BeatMonitor, Scrubber
 
@@ -25,25 +24,6 @@ PLATFORM_KEY = "pk_acme_93b7e1c05a"
 USER_ID = "5e884898da28047151d0e56f8dc6292773603d0d"
 PERSISTENT_ID = "c1f3a9e2b7d04f6e8a5b"
 EVENT_ID = "0f8d6c1e-6a7b-4c1e-9f0a-3b2d1c4e5f60"
-
-
-class CaptureTransport(Transport):
-    """Keeps every envelope in memory instead of sending it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.envelopes: list[Envelope] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        self.envelopes.append(envelope)
-
-    def items(self, kind: str) -> list[dict[str, Any]]:
-        return [
-            item.payload.json
-            for envelope in self.envelopes
-            for item in envelope.items
-            if item.type == kind and item.payload.json is not None
-        ]
 
 
 def settings() -> Settings:

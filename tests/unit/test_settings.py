@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from eventfwd.core.errors import ConfigError
-from eventfwd.core.settings import Settings
+from eventfwd.core.settings import Settings, read_dotenv
 
 
 def test_defaults_match_the_design() -> None:
@@ -156,3 +158,42 @@ def test_with_an_allow_list_an_override_reaches_only_its_own_platform() -> None:
     assert s.platform("acme-eu").api_key == "eu-key"
     # A look-alike id is not allowed, and does not borrow acme-eu's key either.
     assert s.platform("acme.eu").api_key == "global"
+
+
+def test_an_inline_comment_in_dotenv_is_not_part_of_the_value(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# the fleet's settings\n"
+        "EVENTFWD_MOLOCO_BASE_URL=https://acme-evt.mcm-api.moloco.com  # prod\n"
+        "export EVENTFWD_REDIS_URL='redis://:p#ss@redis:6379/0'\n"
+        'EVENTFWD_MOLOCO_API_KEY="k$HOME"  # quoted values are kept as written\n'
+        "OTHER_TOOL=ignored\n"
+    )
+    values = read_dotenv(dotenv)
+    assert values == {
+        "EVENTFWD_MOLOCO_BASE_URL": "https://acme-evt.mcm-api.moloco.com",
+        "EVENTFWD_REDIS_URL": "redis://:p#ss@redis:6379/0",
+        "EVENTFWD_MOLOCO_API_KEY": "k$HOME",
+    }
+    settings = Settings.from_mapping(values)
+    assert settings.platform("acme").endpoint == (
+        "https://acme-evt.mcm-api.moloco.com/rmp/event/v1/platforms/acme/userevents"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "EVENTFWD_MOLOCO_BASE_URL",
+        "EVENTFWD_REDIS_URL",
+        "EVENTFWD_PLATFORM_ACME_BASE_URL",
+    ],
+)
+def test_a_url_with_whitespace_inside_is_refused_naming_the_variable(name: str) -> None:
+    scheme = "redis" if "REDIS" in name else "https"
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_mapping({name: f"{scheme}://host.example  # prod"})
+    with pytest.raises(ConfigError, match="whitespace"):
+        Settings.from_mapping({name: f"{scheme}://host .example"})
+    # surrounding whitespace is only trimmed
+    Settings.from_mapping({name: f" {scheme}://host.example \n"})
