@@ -32,7 +32,7 @@ def test_send_reports_a_deeply_nested_line_and_keeps_the_others(
     assert result.exit_code == 1, result.output
     assert "line 2: " in result.output and "nested" in result.output
     assert "2 enqueued, 1 refused" in result.output
-    assert rclient.zcard("eventfwd:sched:acme") == 2
+    assert rclient.zcard("eventfwd:ready:acme") == 2
 
 
 def test_send_stops_at_a_deeply_nested_array_value_after_enqueueing_what_came_before(
@@ -43,7 +43,7 @@ def test_send_stops_at_a_deeply_nested_array_value_after_enqueueing_what_came_be
     result = run(redis_url, "send", "acme", str(path))
     assert result.exit_code == 1, result.output
     assert "nested" in result.output and "1 enqueued, 1 refused" in result.output
-    assert rclient.zcard("eventfwd:sched:acme") == 1
+    assert rclient.zcard("eventfwd:ready:acme") == 1
 
 
 @pytest.mark.parametrize("validate", [True, False])

@@ -165,14 +165,14 @@ def test_an_inline_comment_in_dotenv_is_not_part_of_the_value(tmp_path: Path) ->
     dotenv.write_text(
         "# the fleet's settings\n"
         "EVENTFWD_MOLOCO_BASE_URL=https://acme-evt.mcm-api.moloco.com  # prod\n"
-        "export EVENTFWD_REDIS_URL='redis://:p#ss@redis:6379/0'\n"
+        "export EVENTFWD_HASH_PEPPER='p#pper'\n"
         'EVENTFWD_MOLOCO_API_KEY="k$HOME"  # quoted values are kept as written\n'
         "OTHER_TOOL=ignored\n"
     )
     values = read_dotenv(dotenv)
     assert values == {
         "EVENTFWD_MOLOCO_BASE_URL": "https://acme-evt.mcm-api.moloco.com",
-        "EVENTFWD_REDIS_URL": "redis://:p#ss@redis:6379/0",
+        "EVENTFWD_HASH_PEPPER": "p#pper",
         "EVENTFWD_MOLOCO_API_KEY": "k$HOME",
     }
     settings = Settings.from_mapping(values)
