@@ -3,6 +3,7 @@
     docs/reference/configuration.md   eventfwd.core.settings (_FIELDS, the defaults) + settings_help
     docs/reference/cli.md             the click command tree of eventfwd.cli.main:cli
     docs/reference/metrics.md         eventfwd.ops.metrics.FAMILIES + producers.metrics.FAMILIES
+    docs/index.md                     README.md, with its links made relative to docs/
 
 `python scripts/gen_reference.py --check` writes nothing and exits 1 when a page is stale;
 tests/unit/test_docs_reference.py does the same.
@@ -11,6 +12,7 @@ tests/unit/test_docs_reference.py does the same.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -107,7 +109,22 @@ def metrics() -> str:
     )  # fmt: skip
 
 
-PAGES = {"configuration.md": configuration, "cli.md": cli, "metrics.md": metrics}
+def index() -> str:
+    """The site's home page: the README, its links made relative to docs/."""
+    text = (ROOT / "README.md").read_text()
+    text = re.sub(r"\[`docs/`\]\(docs/\)", "these pages", text)
+    return "<!-- generated from README.md by scripts/gen_reference.py -->\n\n" + text.replace(
+        "](docs/", "]("
+    )
+
+
+# page (relative to docs/reference/) -> its renderer
+PAGES = {
+    "configuration.md": configuration,
+    "cli.md": cli,
+    "metrics.md": metrics,
+    "../index.md": index,
+}
 
 
 def main(argv: list[str]) -> int:

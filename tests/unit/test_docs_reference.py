@@ -28,10 +28,18 @@ def generator() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("page", ["configuration.md", "cli.md", "metrics.md"])
+@pytest.mark.parametrize("page", ["configuration.md", "cli.md", "metrics.md", "../index.md"])
 def test_each_reference_page_is_what_the_code_generates(page: str) -> None:
     expected = generator().PAGES[page]()
     assert (REFERENCE / page).read_text() == expected, f"docs/reference/{page} is stale: make docs"
+
+
+def test_the_readme_is_short_and_links_every_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    for page in pages - {"index.md"}:
+        assert f"(docs/{page})" in readme, page
 
 
 def test_every_setting_is_described_and_on_the_configuration_page() -> None:
