@@ -66,22 +66,24 @@ def cli() -> str:
              "Every command, as `eventfwd COMMAND --help` prints it. Shared options\n"
              "(`--redis-url`, `--key-prefix`, `--queue`) may come from the environment. Exit\n"
              "status: 0 ok, 1 a problem found, 2 usage, 78 configuration.\n"]  # fmt: skip
-    for path, command in walk(root, ("eventfwd",)):
-        ctx = click.Context(
-            command, info_name=" ".join(path), terminal_width=100, max_content_width=100
-        )
-        parts.append(f"\n## `{' '.join(path)}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
+    for path, ctx in walk(root, ("eventfwd",)):
+        parts.append(f"\n## `{' '.join(path)}`\n\n```text\n{ctx.get_help().rstrip()}\n```\n")
     return "".join(parts)
 
 
 def walk(
-    command: click.Command, path: tuple[str, ...]
-) -> list[tuple[tuple[str, ...], click.Command]]:
-    """The command and every subcommand under it, depth first, by name."""
-    out = [(path, command)]
+    command: click.Command, path: tuple[str, ...], parent: click.Context | None = None
+) -> list[tuple[tuple[str, ...], click.Context]]:
+    """The command and every subcommand under it, depth first, by name, each in its context
+    (as when invoked: the root's settings, such as `-h`, reach the subcommands)."""
+    ctx = click.Context(
+        command, parent=parent, info_name=path[-1], terminal_width=100, max_content_width=100,
+        **command.context_settings,
+    )  # fmt: skip
+    out = [(path, ctx)]
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
-            out += walk(command.commands[name], (*path, name))
+            out += walk(command.commands[name], (*path, name), ctx)
     return out
 
 
