@@ -6,6 +6,7 @@
     producer = EventProducer()
     ProducerMetrics(producer).register(REGISTRY)   # the registry your app's /metrics serves
 
+Only this module needs prometheus-client (the app's own); `producers` never imports it.
 Enqueue latency is observed in the web process, so it is served there: the fleet's exporter
 (`eventfwd metrics`) cannot see it. Under gunicorn or uwsgi with several processes, use
 prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the histogram below is a
