@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 DEV_ARGS ?=
 
-.PHONY: help bootstrap dev test lint format bench wheel-check range lock clean distclean
+.PHONY: help bootstrap dev test lint format docs docs-serve bench wheel-check range lock clean distclean
 
 help: ## Show this list
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) \
@@ -41,12 +41,20 @@ range: bootstrap ## Celery contract and delivery tests at the lowest and highest
 lock: bootstrap ## Regenerate constraints.txt from pyproject.toml (after changing a dependency)
 	scripts/lock
 
+docs: bootstrap ## Regenerate docs/reference from the code and build the site into site/ (strict)
+	@$(BIN)/python -c 'import material, mkdocs' 2>/dev/null || $(BIN)/pip install --quiet -e '.[docs]'
+	$(BIN)/python scripts/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: docs ## Serve the docs at http://localhost:8000/ (the alert rules' runbook_url base)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 bench: bootstrap ## Run the benchmarks (python -m bench)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean: ## Remove caches, build output and the dev stack's state (keeps .venv)
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .eventfwd-dev
+	rm -rf build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .eventfwd-dev
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean ## clean, and remove .venv too

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -124,7 +125,13 @@ class AsyncEventProducer(ProducerBase):
         """Enqueue events that `validate()` already accepted (one round trip per 500)."""
         rows = self._rows(platform_id, events, id_namespace)
         if rows:
-            await self._store(rows)
+            started_s = time.perf_counter()
+            try:
+                await self._store(rows)
+            except BaseException:
+                self._observed(started_s, len(rows), ok=False)
+                raise
+            self._observed(started_s, len(rows), ok=True)
         return [row[0] for row in rows]
 
     async def _store(self, rows: Sequence[Row]) -> None:

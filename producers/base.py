@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,8 @@ from producers.spool import Row, Spool, SpoolStatus
 log = logging.getLogger(__name__)
 
 BYTES_PER_MB = 1024 * 1024
+# Called after each enqueue with (seconds it took, events, whether it succeeded).
+EnqueueObserver = Callable[[float, int, bool], None]
 # Ids scoped by `id_namespace` are UUIDs (version 5) in this namespace of eventfwd's own.
 ID_NAMESPACE_UUID = uuid.UUID("7d3c1f0e-5b1a-4c55-9a55-6576656e7466")
 
@@ -48,6 +51,7 @@ class ProducerBase:
     settings: Settings
 
     def _init_spool(self, ledger: Callable[[], Ledger]) -> None:
+        self._enqueue_observers: list[EnqueueObserver] = []
         self._circuit = OutageCircuit()
         self.spool: Spool | None = None
         self._drainer: SpoolDrainer | None = None
@@ -58,6 +62,15 @@ class ProducerBase:
                 max_bytes=int(self.settings.spool_max_mb * BYTES_PER_MB),
             )
             self._drainer = SpoolDrainer(self.spool, ledger, self._circuit)
+
+    def observe_enqueues(self, observer: EnqueueObserver) -> None:
+        """Call `observer(duration_s, events, ok)` after each enqueue (`producers.metrics`)."""
+        self._enqueue_observers.append(observer)
+
+    def _observed(self, started_s: float, events: int, ok: bool) -> None:
+        duration_s = time.perf_counter() - started_s
+        for observer in self._enqueue_observers:
+            observer(duration_s, events, ok)
 
     def validate(self, event: Mapping[str, Any]) -> ValidEvent:
         """Return the event as it will be sent, or raise `InvalidEvent` naming every problem."""

@@ -90,7 +90,13 @@ class EventProducer(ProducerBase):
         """Enqueue events that `validate()` already accepted (one round trip per 500)."""
         rows = self._rows(platform_id, events, id_namespace)
         if rows:
-            self._store(rows)
+            started_s = time.perf_counter()
+            try:
+                self._store(rows)
+            except BaseException:
+                self._observed(started_s, len(rows), ok=False)
+                raise
+            self._observed(started_s, len(rows), ok=True)
         return [row[0] for row in rows]
 
     def _store(self, rows: Sequence[Row]) -> None:

@@ -19,6 +19,7 @@ from eventfwd.cli.base import EXIT_CONFIG, Context, Group, fail
 from eventfwd.cli.dead import dead
 from eventfwd.cli.dead_bulk import dead_purge, dead_replay, dead_retention
 from eventfwd.cli.doctor import doctor
+from eventfwd.cli.health import beat_health
 from eventfwd.cli.metrics import metrics
 from eventfwd.cli.platform import platform
 from eventfwd.cli.send import send
@@ -103,5 +104,6 @@ def main() -> None:
 
 for command in (dead_replay, dead_purge, dead_retention):
     dead.add_command(command)
-for command in (dead, stats, circuit, platform, doctor, metrics, send, dev, sink, spool, web):
+for command in (dead, stats, circuit, platform, doctor, beat_health, metrics, send, dev, sink,
+                spool, web):  # fmt: skip
     cli.add_command(command)

@@ -30,6 +30,8 @@ named here.
     {p}:rate:{platform}  hash   the platform's token bucket and adaptive rate (lua/rate.lua)
     {p}:conc:{platform}  hash   the platform's adaptive in-flight cap (lua/concurrency.lua)
     {p}:pause:{platform} hash   an operator paused the platform (by, at_ms, reason)
+    {p}:hist:{platform}  hash   latency histograms: round trip by status class, enqueue to
+                                delivery (core/latency.py)
     {p}:lock:{name}      string a lock, JSON {token, host, pid, since_ms}, expiring: `beat` (the
                                 one beat that schedules; a second one waits), `replay` and
                                 `retention` (one run at a time); core/lock.py
@@ -131,3 +133,6 @@ class Keys:
 
     def lock(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
+
+    def hist(self, platform_id: str) -> str:
+        return f"{self.prefix}:hist:{platform_id}"

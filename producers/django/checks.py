@@ -29,8 +29,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return [
             Error(
                 f"eventfwd: {exc}",
-                hint="Fix the value in settings.py or the environment; see the README's "
-                "configuration table.",
+                hint="Fix the value in settings.py or the environment; see "
+                "docs/reference/configuration.md.",
                 id="eventfwd.E001",
             )
         ]

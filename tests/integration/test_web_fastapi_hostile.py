@@ -1,4 +1,4 @@
-"""FastAPI under hostile input: a lone-surrogate key, and the README's snippet as written (its
+"""FastAPI under hostile input: a lone-surrogate key, and the snippet of docs/integrate.md as written (its
 authentication, allow-list, body limit and bad JSON), through Starlette's test client."""
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def test_a_lone_surrogate_key_gets_422_with_a_field_path_not_500(
 
 
 def readme_app(settings: Settings) -> FastAPI:
-    """The README's FastAPI snippet, as written there (with settings given, not the env)."""
-    readme = (ROOT / "README.md").read_text()
+    """The FastAPI snippet of docs/integrate.md, as written there (with settings, not the env)."""
+    readme = (ROOT / "docs" / "integrate.md").read_text()
     start = readme.index("**FastAPI**")
     code = readme[start:].split("```python\n", 1)[1].split("```", 1)[0]
     code = code.replace("lifespan=eventfwd_lifespan", "lifespan=lifespan_with(settings)")

@@ -93,13 +93,13 @@ def test_worker_refuses_to_start_without_moloco_url_or_key() -> None:
         Settings.from_mapping({"EVENTFWD_MOLOCO_BASE_URL": "http://x"}).require_delivery_config()
 
 
-def test_every_setting_is_documented_in_the_readme_and_env_example() -> None:
+def test_every_setting_is_documented_in_the_configuration_reference_and_env_example() -> None:
     from pathlib import Path
 
     from eventfwd.core.settings import _FIELDS
 
     root = Path(__file__).parents[2]
-    readme = (root / "README.md").read_text()
+    readme = (root / "docs" / "reference" / "configuration.md").read_text()
     example = (root / ".env.example").read_text()
     for suffix in _FIELDS:
         assert f"`EVENTFWD_{suffix}`" in readme, suffix
