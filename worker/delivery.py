@@ -182,6 +182,7 @@ class Deliverer:
                 status=status,
                 message=response.message,
                 record=record,
+                rtt_ms=response.duration_ms,
                 count_attempt=True,
                 answered=True,
             )
@@ -210,6 +211,7 @@ class Deliverer:
                 status=status,
                 message=response.message,
                 record=record,
+                rtt_ms=response.duration_ms,
                 rate_per_s=platform.rate_limit_per_s,
                 pause_s=DEFAULT_THROTTLE_PAUSE_S if pause_s is None else pause_s,
             )
@@ -226,6 +228,7 @@ class Deliverer:
                 status=status,
                 message=response.message,
                 record=record,
+                rtt_ms=response.duration_ms,
                 reason=reason,
             )
             if opened:
@@ -255,6 +258,7 @@ class Deliverer:
             status=status,
             message=response.message,
             record=record,
+            rtt_ms=response.duration_ms,
         )
         if opened:
             log.error(

@@ -14,8 +14,8 @@ Fields of `{p}:hist:{platform}` (counts are per bucket, not cumulative; values i
 
 Bucket i holds values <= BOUNDS[i] (and > BOUNDS[i - 1]); i == len(BOUNDS) is +Inf. The
 scripts that observe (ack.lua for 2xx and the delivery delay, reschedule.lua and dead.lua for
-failures) get the bounds from the Python that calls them, so there is one copy; until they
-do, the hash stays empty and the histograms are served with zero counts (docs/metrics.md).
+failures) take the bounds from `lua/latency.lua`, a copy of the ones here that
+`tests/integration/test_keys.py` holds in step.
 """
 
 from __future__ import annotations

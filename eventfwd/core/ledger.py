@@ -49,16 +49,17 @@ SHARED_LUA = (
     "circuit.lua",
     "rate.lua",
     "concurrency.lua",
+    "latency.lua",
 )
 # What each script needs beyond `_lib.lua` (the rest: all of them). Every call runs the whole
 # chunk, defining each function it holds, so a one-event enqueue pays for every module it carries.
 SCRIPT_MODULES = {
     "enqueue": ("celery_message.lua", "circuit.lua"),
     "pump": ("celery_message.lua", "circuit.lua"),
-    "dead": ("circuit.lua",),
+    "dead": ("circuit.lua", "latency.lua"),
     "replay": ("circuit.lua",),
     "circuit_reset": ("circuit.lua",),
-    "ack": ("circuit.lua", "concurrency.lua"),
+    "ack": ("circuit.lua", "concurrency.lua", "latency.lua"),
     "pause": (),
     "resume": (),
     "purge": (),
@@ -124,9 +125,20 @@ RescheduleArgs = ArgSpec(
     "rate",
     "pause_ms",
     *_CONC,
+    "rtt_ms",
 )
 DeadArgs = ArgSpec(
-    "dead", "prefix", "id", "token", "reason", "status", "message", "record", "count", "answered"
+    "dead",
+    "prefix",
+    "id",
+    "token",
+    "reason",
+    "status",
+    "message",
+    "record",
+    "count",
+    "answered",
+    "rtt_ms",
 )
 PumpArgs = ArgSpec("pump", "prefix", "queue", "task", "limit", "poison", "probe_ms", "wake_ms")
 ReplayArgs = ArgSpec("replay", "prefix", "max_replays", "reasons", "skip_open")
@@ -346,6 +358,7 @@ class Ledger:
         reason: str = "",
         rate_per_s: float = 0.0,
         pause_s: float = 0.0,
+        rtt_ms: int | None = None,
     ) -> tuple[Action, bool]:
         """Put a claimed event back for later: returns (action, circuit opened)."""
         s = self.settings
@@ -365,6 +378,7 @@ class Ledger:
             "rate": rate_per_s,
             "pause_ms": int(pause_s * 1000),
             **self._conc,
+            "rtt_ms": -1 if rtt_ms is None else rtt_ms,
         }
         action, opened = self._run("reschedule", RescheduleArgs.argv(values))
         try:
@@ -383,6 +397,7 @@ class Ledger:
         record: dict[str, Any] | None,
         count_attempt: bool,
         answered: bool,
+        rtt_ms: int | None = None,
     ) -> bool:
         """Move a claimed event to the dead letters; False when the lease was not ours."""
         values = {
@@ -395,6 +410,7 @@ class Ledger:
             "record": json.dumps(record, separators=(",", ":")) if record else "",
             "count": int(count_attempt),
             "answered": int(answered),
+            "rtt_ms": -1 if rtt_ms is None else rtt_ms,
         }
         return bool(int(self._run("dead", DeadArgs.argv(values))))
 

@@ -409,3 +409,20 @@ def test_an_event_of_a_platform_outside_the_allow_list_is_never_sent(
     for event_id in stray:
         assert rclient.hget(f"eventfwd:ev:{event_id}", "reason") == "not_allowed"
         assert rclient.hget(f"eventfwd:ev:{event_id}", "attempts") == "0"
+
+
+def test_round_trips_and_delivery_delays_are_counted_in_the_platforms_histograms(
+    batch_settings: Settings, sink: Any, rclient: redis.Redis, cleanup: list[Any]
+) -> None:
+    from eventfwd.core.latency import parse
+
+    sink.add_fault({"fault": 503, "count": 1})
+    enqueue(batch_settings, PLATFORM, 3)
+    engine, _ledger = make_engine(batch_settings, cleanup, threads=1)
+
+    engine.drain(timeout_s=30)
+
+    hist = parse(rclient.hgetall(f"eventfwd:hist:{PLATFORM}"))
+    assert hist.rtt["2xx"].count == 2 and hist.rtt["5xx"].count == 1
+    assert hist.e2e.count == 2 and hist.e2e.sum_ms >= 0
+    assert sink.stats()["requests"] == 3

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from eventfwd.core.keys import Keys
+from eventfwd.core.latency import E2E_BOUNDS_MS, RTT_BOUNDS_MS
 from eventfwd.core.ledger import SPECS, ArgSpec, Delivery, Ledger
 from eventfwd.core.lock import RedisLock
 from eventfwd.core.settings import Settings
@@ -39,6 +40,7 @@ def named_patterns(keys: Keys) -> list[re.Pattern[str]]:
         keys.done(ID), keys.stats, keys.minute(1), keys.seq, keys.platform_stats(PLATFORM),
         keys.platform_minute(PLATFORM, 1), keys.beat, keys.retention, keys.circuit(PLATFORM),
         keys.rate(PLATFORM), keys.conc(PLATFORM), keys.pause(PLATFORM), keys.lock("beat"),
+        keys.seen, keys.hist(PLATFORM),
     ]  # fmt: skip
     patterns = []
     for name in names:
@@ -126,3 +128,14 @@ def test_each_scripts_named_argv_matches_its_header(spec: ArgSpec) -> None:
     assert "eventfwd/core/ledger.py" in header  # it points at the Python spec
     numbers = [int(n) for n in re.findall(r"(?:[:,]|--)\s+(\d+) [A-Za-z']", header)]
     assert numbers and max(numbers) == len(spec.names), (spec.script, numbers, spec.names)
+
+
+def test_the_lua_histogram_bounds_are_the_python_ones() -> None:
+    text = (LUA / "latency.lua").read_text()
+
+    def bounds(name: str) -> tuple[int, ...]:
+        body = text[text.index(f"local {name} = {{") :].split("}", 1)[0].split("{", 1)[1]
+        return tuple(int(v) for v in re.findall(r"\d+", body))
+
+    assert bounds("RTT_BOUNDS") == RTT_BOUNDS_MS
+    assert bounds("E2E_BOUNDS") == E2E_BOUNDS_MS

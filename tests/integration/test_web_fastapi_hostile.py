@@ -1,5 +1,5 @@
-"""FastAPI under hostile input: a lone-surrogate key, and the snippet of docs/integrate.md as written (its
-authentication, allow-list, body limit and bad JSON), through Starlette's test client."""
+"""FastAPI under hostile input: a lone-surrogate key, and the snippet of docs/integrate.md as
+written (authentication, allow-list, body limit, bad JSON), through Starlette's test client."""
 
 from __future__ import annotations
 

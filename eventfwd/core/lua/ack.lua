@@ -11,6 +11,7 @@
 --          gone); closed lists the platforms whose open circuit these deliveries closed
 -- {p}:done:{id} (hash, expires after ttl): delivered_ms, attempts, status, rtt_ms, platform,
 -- enqueued_ms: the answer to "did this event reach Moloco?", and enqueue's duplicate guard.
+-- Round trips and enqueue-to-delivery delays go into the platform's histograms (latency.lua).
 local p, ttl = ARGV[1], tonumber(ARGV[2])
 local cfg = {initial = tonumber(ARGV[3]), min = tonumber(ARGV[4]), max = tonumber(ARGV[5])}
 local now = now_ms()
@@ -46,9 +47,12 @@ for i = 6, #ARGV, 4 do
     end
     delivered[platform] = delivered[platform] + 1
     rtt_sum[platform] = rtt_sum[platform] + rtt_ms
+    hist_rtt(platform, status, rtt_ms)
+    hist_e2e(platform, tonumber(f[4]) and now - tonumber(f[4]))
     held[#held + 1] = f[2] == token and 1 or 0
   end
 end
+hist_flush(p)
 local closed = {}
 for _, platform in ipairs(order) do
   local n = delivered[platform]

@@ -10,7 +10,7 @@
 --       6 max_attempts, 7 failure threshold, 8 probe_ms, 9 circuit reason (for 'blocked'),
 --       10 status, 11 message, 12 history record, 13 configured rate per second (for
 --       'throttled'), 14 pause_ms (for 'throttled'), 15 concurrency initial, 16 concurrency min,
---       17 concurrency max
+--       17 concurrency max, 18 rtt_ms (the attempt's round trip, for the histogram; -1: none)
 -- Returns: {action, circuit_opened}: action 'retry', 'parked', 'dead' or 'lost' (lease not ours)
 local p, id, token, kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay_ms, max_attempts = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -23,6 +23,8 @@ if f[1] ~= 'inflight' or f[2] ~= token then return {'lost', 0} end
 local platform, attempts = f[3], tonumber(f[4]) or 0
 local now = now_ms()
 add_history(ev, record)
+hist_rtt(platform, status, tonumber(ARGV[18]))
+hist_flush(p)
 redis.call('HDEL', ev, 'token', 'probe')
 redis.call('HSET', ev, 'last_status', status, 'last_message', message)
 
