@@ -146,8 +146,10 @@ class DeliveryEngine:
                 ):
                     done, self._done = self._done, []
             if done:
-                outcomes.update(self.deliverer.settle(done))
+                # their threads are free whatever the ledger says next: should recording fail
+                # (Redis gone past the retry budget), the leases bring the events back
                 self._in_flight -= len(done)
+                outcomes.update(self.deliverer.settle(done))
                 # refill at once when many threads are free, else with the next group
                 many_free = self.threads - self._in_flight >= self._settle_batch
                 next_claim = min(next_claim, now if many_free else now + COALESCE_S)
