@@ -25,7 +25,12 @@ def registry_for(
 
 @click.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=9808, show_default=True)
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback unless told: 0.0.0.0 for every interface).",
+)
 @click.option(
     "--cache-seconds",
     type=click.FloatRange(min=0),

@@ -270,3 +270,10 @@ def test_delivered_failed_and_dead_are_served_per_platform_and_status_class(
     acme_rejected = (("platform", "acme"), ("reason", "rejected"))
     assert m[("eventfwd_dead_lettered_total", acme_rejected)] == 1
     assert m[("eventfwd_delivery_retries_total", (("platform", "shop"),))] == 1
+
+
+def test_eventfwd_metrics_listens_on_loopback_unless_told() -> None:
+    from eventfwd.cli.metrics import metrics as command
+
+    (host,) = [p for p in command.params if p.name == "host"]
+    assert host.default == "127.0.0.1"
