@@ -63,7 +63,7 @@ def test_stats_json_splits_the_backlog_by_state_and_gives_the_oldest_age(
     assert acme["rate_per_s"] == acme["rate_limit_per_s"] == 30.0
     now = stats["per_minute"][-1]
     assert (now["enqueued"], now["failed"], now["retried"]) == (4, 2, 2)
-    assert stats["counters"]["enqueued"] == 4 and stats["queues"]["eventfwd"] >= 1
+    assert stats["counters"]["enqueued"] == 4 and "eventfwd" in stats["queues"]  # wake-ups only
 
 
 def test_stats_text_reads_as_a_summary_with_a_platform_table(
