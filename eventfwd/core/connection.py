@@ -368,10 +368,15 @@ def check_url(url: str) -> BrokerSettings:
     """Check `url` for both readers at start: our parse, then kombu's, which must agree.
 
     Builds the broker connection object once (no network) so that a URL the worker could not
-    use is refused wherever settings are read, the producer side included.
+    use is refused wherever settings are read and kombu is installed. A web app's producer-only
+    install has no kombu: our own parse (which refuses the delimiters kombu would misread) is
+    the check there, and the worker checks the rest when it starts.
     """
     broker = broker_settings(url)
-    from kombu import Connection  # the broker's parser; imported only when settings are read
+    try:
+        from kombu import Connection  # the broker's parser; imported only when settings are read
+    except ImportError:
+        return broker
 
     try:
         conn = Connection(broker.url, transport_options=broker.transport_options)

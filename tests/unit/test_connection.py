@@ -15,6 +15,7 @@ from kombu import Connection
 from eventfwd.core.connection import (
     BrokerSettings,
     broker_settings,
+    check_url,
     connect,
     redact_url,
     redis_py_url,
@@ -337,3 +338,14 @@ def test_broker_connections_have_a_connect_and_a_socket_timeout() -> None:
         params = kombu_params(broker)
         assert 0 < params["socket_connect_timeout"] <= 10
         assert 1 < params["socket_timeout"] <= 60  # above kombu's 1 s BRPOP poll
+
+
+def test_a_producer_only_install_checks_urls_without_kombu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kombu", None)  # `import kombu` raises ImportError
+    assert check_url("redis://:s3cret@localhost:6379/0").url == "redis://:s3cret@localhost:6379/0"
+    with pytest.raises(ConfigError):  # our own parse still refuses what kombu would misread
+        Settings.from_mapping({"EVENTFWD_REDIS_URL": "redis://:Pa;ss@localhost:6379/0"})
