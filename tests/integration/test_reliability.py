@@ -75,7 +75,7 @@ def test_a_pool_child_killed_mid_request_is_recovered_after_its_lease(
     wait_for(lambda: accepted(sink) == {event_id: 1}, 30, what="delivery after the lease expired")
     assert time.monotonic() - started >= 3  # lease is 5 s in tests; the reaper waits for it
     assert sink.stats()["requests"] == 2
-    assert rclient.hget("eventfwd:stats", "delivered") == "1"
+    wait_for(lambda: rclient.hget("eventfwd:stats", "delivered") == "1", 10, what="the ack")
 
 
 def test_an_event_that_keeps_killing_its_worker_becomes_a_poison_dead_letter(

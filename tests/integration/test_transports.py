@@ -207,5 +207,6 @@ def test_unix_socket_worker_and_producer_deliver(
     assert broker_ping(url) == 5
     deliver_through(stack_for(url), sink)
     direct = redis.Redis(unix_socket_path=str(unix_redis), db=5)
-    assert direct.hget("eventfwd:stats", "delivered") == b"2"
+    # the ack follows the sink's receipt by a moment
+    wait_for(lambda: direct.hget("eventfwd:stats", "delivered") == b"2", 10, what="the acks")
     direct.close()
