@@ -70,6 +70,7 @@ class DeliveryEngine:
         self._woken = False
         self._in_flight = 0
         self._stop = threading.Event()
+        self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._tokens = itertools.count()
 
@@ -80,16 +81,18 @@ class DeliveryEngine:
         return any(t.is_alive() for t in self._threads)
 
     def start(self) -> None:
-        """Run the dispatcher and the bell listener in background threads (idempotent)."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._threads = [
-            threading.Thread(target=self._serve, name="eventfwd-dispatch", daemon=True),
-            threading.Thread(target=self._listen, name="eventfwd-bell", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        """Run the dispatcher and the bell listener in background threads (idempotent: a wake-up
+        task and the start-up timer may both ask)."""
+        with self._start_lock:
+            if self.running:
+                return
+            self._stop.clear()
+            self._threads = [
+                threading.Thread(target=self._serve, name="eventfwd-dispatch", daemon=True),
+                threading.Thread(target=self._listen, name="eventfwd-bell", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
         log.info("delivery engine %s started: %d threads", self.engine_id, self.threads)
 
     def stop(self, timeout_s: float) -> bool:

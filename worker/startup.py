@@ -4,6 +4,7 @@ depends on, and run one delivery engine in each pool process (`worker/engine.py`
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import redis
@@ -33,13 +34,21 @@ def check_at_start(sender: Any = None, **_: Any) -> None:
         client.close()
 
 
+# A pool process starts its engine this long after it starts: Celery checks once, right after
+# the worker is ready, that no pool process has exited, and stops the whole worker if one has;
+# an engine sending at once would open that window to a crash of its first request.
+ENGINE_START_DELAY_S = 1.0
+
+
 @signals.worker_process_init.connect
 def start_delivery_engine(**_: Any) -> None:
     """Each pool process (prefork child, or the solo pool's process) runs a delivery engine."""
     from worker.app import app
     from worker.tasks import start_engine
 
-    start_engine(app.conf.eventfwd_settings)
+    timer = threading.Timer(ENGINE_START_DELAY_S, start_engine, [app.conf.eventfwd_settings])
+    timer.daemon = True
+    timer.start()
 
 
 @signals.worker_process_shutdown.connect
