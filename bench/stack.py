@@ -138,6 +138,8 @@ class OurStack:
             timeout_s,
             "the warm-up events to reach the sink",
         )
+        # and to be acked: a delivery recorded later would close a circuit opened meanwhile
+        wait_for(lambda: self.ledger_left() == 0, timeout_s, "the warm-up events to be acked")
         self.sink.reset()
 
     def _alive(self) -> bool:
