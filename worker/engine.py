@@ -15,6 +15,7 @@ harmless. An event claimed by a process that dies is recovered by its lease (the
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import os
@@ -87,9 +88,19 @@ class DeliveryEngine:
             if self.running:
                 return
             self._stop.clear()
+            # each in a context of its own: a Celery task that started the engine (a wake-up)
+            # must not lend its Sentry scope, task id and all, to every report that follows
             self._threads = [
-                threading.Thread(target=self._serve, name="eventfwd-dispatch", daemon=True),
-                threading.Thread(target=self._listen, name="eventfwd-bell", daemon=True),
+                threading.Thread(
+                    target=contextvars.Context().run,
+                    args=(target,),
+                    name=name,
+                    daemon=True,
+                )
+                for target, name in (
+                    (self._serve, "eventfwd-dispatch"),
+                    (self._listen, "eventfwd-bell"),
+                )
             ]
             for thread in self._threads:
                 thread.start()

@@ -164,7 +164,17 @@ class Doctor:
         from worker.app import create_app
 
         app = self._app = create_app(self.settings)
-        replies = app.control.ping(timeout=self.timeout_s) or []
+        try:
+            replies = app.control.ping(timeout=self.timeout_s) or []
+        except (redis.RedisError, OSError) as exc:  # kombu's broker connection, not our client
+            self._app = None
+            yield Check(
+                "workers",
+                "fail",
+                f"could not ask the workers through the broker ({type(exc).__name__}); "
+                "the other checks read Redis directly",
+            )
+            return
         self.workers = sorted(name for reply in replies for name in reply)
         if not self.workers:
             yield Check(

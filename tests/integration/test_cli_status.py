@@ -176,6 +176,24 @@ def test_doctor_without_workers_reads_beat_from_its_heartbeat(
     assert status(checks, "beat") == "fail" and "1m ago" in checks["beat"][0]["detail"]
 
 
+def test_doctor_reports_a_broken_broker_connection_and_goes_on(
+    base_env: dict[str, str], rclient: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.app.control import Control
+
+    def ping(*_: object, **__: object) -> None:
+        # what a pooled broker connection to a restarted Redis answers
+        raise redis.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(Control, "ping", ping)
+    record_beat_tick(rclient, Keys("eventfwd"))
+    code, checks = doctor(base_env, "--timeout", "0.3")
+    assert code == 1
+    assert status(checks, "workers") == "fail"
+    assert "could not ask the workers through the broker" in checks["workers"][0]["detail"]
+    assert status(checks, "beat") == "ok" and status(checks, "backlog") == "ok"
+
+
 def test_doctor_shows_which_beat_holds_the_lock(
     base_env: dict[str, str], rclient: redis.Redis
 ) -> None:

@@ -174,7 +174,7 @@ def test_dead_letters_are_grouped_warnings_retries_are_silent_and_pump_checks_in
         assert event["level"] == "warning"
         assert event["environment"] == "eventfwd-test"
         assert event["message"] == f"dead letter: rejected (HTTP 400) on platform {PLATFORM}"
-        # reported from the delivery engine's thread, outside any Celery task
+        # reported from the delivery engine's thread: no Celery task's scope leaks into it
         assert "celery_task_id" not in event["tags"]
         assert {k: v for k, v in event["tags"].items() if k != "eventfwd.event_id"} == {
             "eventfwd.component": "worker",
