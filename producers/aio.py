@@ -51,16 +51,13 @@ def connect_async(url: str, *, pool_timeout_s: float, **options: Any) -> aredis.
     if url.startswith("sentinel://"):
         cfg = sentinel_config(url)
         # the asyncio Sentinel needs its own Retry type; no retries, the next sentinel is one
-        sentinel_kwargs: dict[str, Any] = {"retry": AsyncRetry(NoBackoff(), 0)}
-        if cfg.sentinel_password:
-            sentinel_kwargs["password"] = cfg.sentinel_password
-        for name in ("socket_timeout", "socket_connect_timeout"):
-            if options.get(name) is not None:
-                sentinel_kwargs[name] = options[name]
-        sentinel = Sentinel(cfg.hosts, sentinel_kwargs=sentinel_kwargs)
-        return sentinel.master_for(
-            cfg.master_name, db=cfg.db, username=cfg.username, password=cfg.password, **options
+        sentinel_kwargs = cfg.sentinel_kwargs(
+            AsyncRetry(NoBackoff(), 0),
+            socket_timeout=options.get("socket_timeout"),
+            socket_connect_timeout=options.get("socket_connect_timeout"),
         )
+        sentinel = Sentinel(cfg.hosts, sentinel_kwargs=sentinel_kwargs)
+        return sentinel.master_for(cfg.master_name, **cfg.master_kwargs(), **options)
     try:
         pool = aredis.BlockingConnectionPool.from_url(
             redis_py_url(url), max_connections=MAX_CONNECTIONS, timeout=pool_timeout_s, **options

@@ -6,12 +6,16 @@ The forms (`EVENTFWD_REDIS_URL`):
     rediss://[[user]:password@]host[:port][/db][?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem]
     unix://[[user]:password@]/path/to/redis.sock[?db=N]
     sentinel://[[user]:password@]host:26379[;sentinel://host2:26379][/db][?master_name=mymaster]
+    sentinel://...?master_name=mymaster&ssl=true&ssl_ca_certs=/ca.pem   (TLS, see below)
 
 `rediss://` takes `ssl_cert_reqs` (`required`, the default, `optional` or `none`; the
 `CERT_REQUIRED` spelling works too), `ssl_ca_certs`, `ssl_ca_path`, `ssl_certfile`,
 `ssl_keyfile` and `ssl_check_hostname`. `sentinel://` takes `master_name` (default `mymaster`)
 and `sentinel_password` (for sentinels that need AUTH; the password in the URL is the
-master's). `db` may be given in the path or as `?db=` (query wins). Any other query option is a
+master's); `ssl=true` speaks TLS to the master (and to the sentinels, unless
+`sentinel_ssl=false`; `sentinel_ssl=true` alone is TLS to the sentinels only), with the same
+`ssl_*` options as `rediss://`, applied to both. `db` may be given in the path or as `?db=`
+(query wins). Any other query option is a
 `ConfigError`: the same URL has to mean the same server and database to redis-py (the ledger)
 and to kombu (the broker), because the ledger's scripts push Celery messages straight into the
 broker's queue list. `broker_settings()` translates the URL for Celery.
@@ -60,7 +64,7 @@ _QUERY_OPTIONS: dict[str, tuple[str, ...]] = {
     "redis": ("db",),
     "rediss": ("db", *_SSL_OPTIONS),
     "unix": ("db",),
-    "sentinel": ("master_name", "sentinel_password"),
+    "sentinel": ("master_name", "sentinel_password", "ssl", "sentinel_ssl", *_SSL_OPTIONS),
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -131,17 +135,32 @@ class SentinelConfig:
     sentinel_password: str | None = field(default=None, repr=False)
     # user:password@ exactly as written in the URL (still percent-encoded), for the broker URL
     userinfo: str = field(default="", repr=False)
+    # redis-py's TLS options (ssl_cert_reqs, ssl_ca_certs, ...) for the master and the
+    # sentinels; None where that hop is plain TCP
+    master_tls: dict[str, Any] | None = None
+    sentinel_tls: dict[str, Any] | None = None
 
-    def sentinel_kwargs(self, **timeouts: float | None) -> dict[str, Any]:
+    def sentinel_kwargs(self, retry: Any = None, **timeouts: float | None) -> dict[str, Any]:
         """Connection options for the sentinels themselves (not the master).
 
         No retries: asking the next sentinel is the retry. redis-py's default (10 retries with
-        backoff) would make every new connection wait ~4 s per sentinel that is down.
+        backoff) would make every new connection wait ~4 s per sentinel that is down. `retry`
+        replaces the synchronous no-retry policy (asyncio clients need their own type).
         """
-        kwargs: dict[str, Any] = {"retry": Retry(NoBackoff(), 0)}
+        kwargs: dict[str, Any] = {"retry": retry if retry is not None else Retry(NoBackoff(), 0)}
         kwargs.update({k: v for k, v in timeouts.items() if v is not None})
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
+        if self.sentinel_tls is not None:
+            kwargs.update(ssl=True, **self.sentinel_tls)
+        return kwargs
+
+    def master_kwargs(self) -> dict[str, Any]:
+        """Options for `Sentinel.master_for()`: database, credentials and TLS of the master."""
+        kwargs: dict[str, Any] = {"db": self.db, "username": self.username}
+        kwargs["password"] = self.password
+        if self.master_tls is not None:
+            kwargs.update(ssl=True, **self.master_tls)
         return kwargs
 
 
@@ -253,6 +272,7 @@ def sentinel_config(url: str) -> SentinelConfig:
                 raise _bad(url, f"the parts give different values for {key}")
             query[key] = value
     user, _, password = userinfo.partition(":")
+    master_tls, sentinel_tls = _sentinel_tls(url, query)
     return SentinelConfig(
         hosts=hosts,
         db=db or 0,
@@ -261,7 +281,37 @@ def sentinel_config(url: str) -> SentinelConfig:
         password=unquote(password) or None,
         sentinel_password=query.get("sentinel_password") or None,
         userinfo=userinfo,
+        master_tls=master_tls,
+        sentinel_tls=sentinel_tls,
     )
+
+
+def _flag(url: str, query: dict[str, str], key: str, default: bool) -> bool:
+    raw = query.get(key)
+    if raw is None:
+        return default
+    if raw.lower() not in _TRUE | _FALSE:
+        raise _bad(url, f"{key}={raw!r} is not true or false")
+    return raw.lower() in _TRUE
+
+
+def _sentinel_tls(
+    url: str, query: dict[str, str]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """TLS options for (the master, the sentinels) of a `sentinel://` URL; None = plain TCP.
+
+    `ssl` is the master's; the sentinels follow it unless `sentinel_ssl` says otherwise (a
+    deployment usually turns TLS on for every Redis process or for none).
+    """
+    master = _flag(url, query, "ssl", False)
+    sentinels = _flag(url, query, "sentinel_ssl", master)
+    if not (master or sentinels):
+        given = [key for key in _SSL_OPTIONS if key in query]
+        if given:
+            raise _bad(url, f"{given[0]} needs ssl=true (or sentinel_ssl=true)")
+        return None, None
+    options = _ssl_options(url, query)
+    return (options if master else None), (dict(options) if sentinels else None)
 
 
 def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], int, str, str | None]:
@@ -322,9 +372,7 @@ def _sentinel_master(cfg: SentinelConfig, options: dict[str, Any]) -> redis.Redi
         socket_connect_timeout=options.get("socket_connect_timeout"),
     )
     sentinel = Sentinel(cfg.hosts, sentinel_kwargs=sentinel_kwargs)
-    return sentinel.master_for(
-        cfg.master_name, db=cfg.db, username=cfg.username, password=cfg.password, **options
-    )
+    return sentinel.master_for(cfg.master_name, **cfg.master_kwargs(), **options)
 
 
 def broker_settings(url: str) -> BrokerSettings:
@@ -334,6 +382,8 @@ def broker_settings(url: str) -> BrokerSettings:
     part, reads TLS options either from the query (as constants) or from `broker_use_ssl`, and
     falls back to *unverified* TLS when a `rediss://` URL has none; it reaches a unix socket as
     `redis+socket://`. So the query is always taken off and said again the way kombu wants it.
+    A TLS master behind sentinels is `broker_use_ssl` too (kombu then picks its
+    Sentinel-managed TLS connection); TLS to the sentinels is in their `sentinel_kwargs`.
     """
     if url.startswith("sentinel://"):
         cfg = sentinel_config(url)
@@ -348,7 +398,7 @@ def broker_settings(url: str) -> BrokerSettings:
                 socket_connect_timeout=BROKER_SENTINEL_TIMEOUT_S,
             ),
         }
-        return BrokerSettings(broker_url, transport)
+        return BrokerSettings(broker_url, transport, cfg.master_tls)
     parts = urlsplit(redis_py_url(url))
     query = dict(parse_qsl(parts.query))
     if parts.scheme == "unix":
@@ -379,7 +429,9 @@ def check_url(url: str) -> BrokerSettings:
         return broker
 
     try:
-        conn = Connection(broker.url, transport_options=broker.transport_options)
+        conn = Connection(
+            broker.url, transport_options=broker.transport_options, ssl=broker.use_ssl or False
+        )
         seen = conn.password
     except Exception as exc:  # kombu's own messages may quote the URL
         raise _bad(url, f"the Celery broker cannot read it ({type(exc).__name__})") from None

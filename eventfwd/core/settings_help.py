@@ -9,7 +9,7 @@ from __future__ import annotations
 HELP: dict[str, str] = {
     "REDIS_URL": (
         "Redis for the ledger and the Celery broker (one server). `redis://`, `rediss://` "
-        "(TLS), `unix://`, `sentinel://`"
+        "(TLS), `unix://`, `sentinel://` (`?ssl=true` for TLS)"
     ),
     "MOLOCO_BASE_URL": (
         "Moloco's base URL, e.g. `https://{platform_name}-evt.mcm-api.moloco.com`; workers "

@@ -1,4 +1,5 @@
-"""The other ways to reach Redis: TLS (`rediss://`), Sentinel (`sentinel://`) and a unix socket.
+"""The other ways to reach Redis: TLS (`rediss://`), Sentinel (`sentinel://`, plain and TLS) and a
+unix socket.
 
 Each test runs the ledger (producer) and a real worker and beat (the Celery broker) on the same
 URL and checks delivery at the sink. Every server uses a database other than 0, so a broker that
@@ -85,6 +86,30 @@ def sentinel_redis(tmp_path: Path) -> Iterator[tuple[int, int]]:
     client = redis.Redis(port=sentinel_port, password=SENTINEL_PASSWORD)
     client.execute_command("SENTINEL", "SET", SENTINEL_MASTER, "auth-pass", MASTER_PASSWORD)
     client.close()
+    yield master_port, sentinel_port
+    sentinel.stop()
+    master.stop()
+
+
+@pytest.fixture
+def tls_sentinel_redis(tmp_path: Path, certs: Certs) -> Iterator[tuple[int, int]]:
+    """A master and a sentinel that both speak only TLS. Yields (master port, sentinel port)."""
+    master_port = free_port()
+    master = RedisProcess(
+        "redis-master-tls",
+        [*durable_args(tmp_path / "master-tls"), *tls_args(certs, master_port)],
+        tmp_path / "master-tls",
+        lambda: redis.Redis(
+            port=master_port, ssl=True, ssl_ca_certs=str(certs.ca), socket_connect_timeout=0.2
+        ),
+    ).start()
+    try:
+        sentinel, sentinel_port = start_sentinel(
+            tmp_path / "sentinel-tls", master_port, SENTINEL_MASTER, tls=certs
+        )
+    except BaseException:
+        master.stop()
+        raise
     yield master_port, sentinel_port
     sentinel.stop()
     master.stop()
@@ -197,6 +222,30 @@ def test_sentinel_worker_and_producer_deliver(
     direct = redis.Redis(port=master_port, password=MASTER_PASSWORD, db=4)
     assert direct.hget("eventfwd:stats", "delivered") == b"2"
     assert direct.get("n") == b"1"
+    direct.close()
+
+
+def test_sentinel_over_tls_verifies_both_hops_and_delivers(
+    tls_sentinel_redis: tuple[int, int], certs: Certs, stack_for: MakeStack, sink: Any
+) -> None:
+    master_port, sentinel_port = tls_sentinel_redis
+    base = f"sentinel://127.0.0.1:{sentinel_port}/6?master_name={SENTINEL_MASTER}"
+    url = f"{base}&ssl=true&ssl_ca_certs={certs.ca}"
+    ledger = connect(url, socket_connect_timeout=2, socket_timeout=5)
+    assert ledger.ping()
+    ledger.close()
+    assert broker_ping(url) == 6
+    # certificates are verified on both hops by default: without our CA nothing connects
+    with pytest.raises(redis.ConnectionError):
+        connect(f"{base}&ssl=true", socket_connect_timeout=2).ping()
+    with pytest.raises(OperationalError):
+        broker_ping(f"{base}&ssl=true")
+    # plain TCP to a TLS-only sentinel finds no master
+    with pytest.raises(redis.ConnectionError):
+        connect(base, socket_connect_timeout=2, socket_timeout=2).ping()
+    deliver_through(stack_for(url), sink)
+    direct = redis.Redis(port=master_port, ssl=True, ssl_ca_certs=str(certs.ca), db=6)
+    wait_for(lambda: direct.hget("eventfwd:stats", "delivered") == b"2", 10, what="the acks")
     direct.close()
 
 

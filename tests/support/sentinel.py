@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from eventfwd.devkit.localredis import free_port
+from tests.support.tls import Certs
 
 
 def redis_binary() -> str:
@@ -87,16 +88,30 @@ def durable_args(data_dir: Path) -> list[str]:
 
 
 def start_sentinel(
-    data_dir: Path, master_port: int, master_name: str, *, password: str | None = None
+    data_dir: Path,
+    master_port: int,
+    master_name: str,
+    *,
+    password: str | None = None,
+    tls: Certs | None = None,
 ) -> tuple[RedisProcess, int]:
     """A sentinel on a free port monitoring the master on 127.0.0.1:`master_port`.
 
-    With `password`, the sentinel itself asks clients for it (`requirepass`).
+    With `password`, the sentinel itself asks clients for it (`requirepass`). With `tls`, it
+    speaks only TLS, to its clients and to the master (which must speak TLS too).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    if tls is None:
+        listen = [f"port {port}"]
+    else:
+        listen = [
+            "port 0", f"tls-port {port}", f"tls-cert-file {tls.cert}",
+            f"tls-key-file {tls.key}", f"tls-ca-cert-file {tls.ca}", "tls-auth-clients no",
+            "tls-replication yes",
+        ]  # fmt: skip
     lines = [
-        f"port {port}",
+        *listen,
         "bind 127.0.0.1",
         f"dir {data_dir}",
         f"sentinel monitor {master_name} 127.0.0.1 {master_port} 1",
@@ -110,6 +125,12 @@ def start_sentinel(
         "sentinel",
         [str(conf), "--sentinel"],
         data_dir,
-        lambda: redis.Redis(port=port, password=password, socket_connect_timeout=0.2),
+        lambda: redis.Redis(
+            port=port,
+            password=password,
+            socket_connect_timeout=0.2,
+            ssl=tls is not None,
+            ssl_ca_certs=str(tls.ca) if tls else None,
+        ),
     )
     return proc.start(), port

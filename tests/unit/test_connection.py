@@ -10,6 +10,7 @@ import ssl
 from typing import Any
 
 import pytest
+import redis
 from kombu import Connection
 
 from eventfwd.core.connection import (
@@ -109,6 +110,53 @@ def test_a_dead_sentinel_is_skipped_at_once_not_retried() -> None:
         assert kwargs["retry"].get_retries() == 0
 
 
+def test_sentinel_tls_reaches_the_ledger_and_the_broker_on_both_hops() -> None:
+    url = (
+        "sentinel://:pw@10.0.0.1:26379;sentinel://10.0.0.2/3?master_name=m"
+        "&ssl=true&ssl_ca_certs=/etc/ca.pem&ssl_check_hostname=true"
+    )
+    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/ca.pem"}
+    tls["ssl_check_hostname"] = True
+    pool: Any = connect(url).connection_pool
+    assert pool.connection_class.__name__ == "SentinelManagedSSLConnection"
+    assert {k: pool.connection_kwargs[k] for k in tls} == tls
+    for sentinel in pool.sentinel_manager.sentinels:
+        sentinel_pool = sentinel.connection_pool
+        assert issubclass(sentinel_pool.connection_class, redis.SSLConnection)
+        assert {k: sentinel_pool.connection_kwargs[k] for k in tls} == tls
+
+    broker = broker_settings(url)
+    assert broker.use_ssl == tls  # kombu: the master over its Sentinel-managed TLS connection
+    assert broker.transport_options["sentinel_kwargs"] == {
+        **broker.transport_options["sentinel_kwargs"],
+        "ssl": True,
+        **tls,
+    }
+    params = kombu_params(broker)
+    assert params["connection_class"].__name__ == "SentinelManagedSSLConnection"
+    assert {k: params[k] for k in tls} == tls
+    check_url(url)
+
+
+@pytest.mark.parametrize(
+    ("query", "master", "sentinels"),
+    [
+        ("", False, False),
+        ("?ssl=false", False, False),
+        ("?ssl=true", True, True),  # certificates verified by default, on both hops
+        ("?ssl=on&sentinel_ssl=off", True, False),
+        ("?sentinel_ssl=true", False, True),
+    ],
+)
+def test_sentinel_tls_per_hop(query: str, master: bool, sentinels: bool) -> None:
+    cfg = sentinel_config(f"sentinel://h{query}")
+    for tls, wanted in ((cfg.master_tls, master), (cfg.sentinel_tls, sentinels)):
+        assert tls == ({"ssl_cert_reqs": ssl.CERT_REQUIRED} if wanted else None)
+    assert ("ssl" in cfg.master_kwargs()) is master
+    assert ("ssl" in cfg.sentinel_kwargs()) is sentinels
+    assert (broker_settings(f"sentinel://h{query}").use_ssl is not None) is master
+
+
 def test_sentinel_defaults_and_the_old_tuple_form() -> None:
     cfg = sentinel_config("sentinel://h1")
     assert (cfg.hosts, cfg.db, cfg.master_name, cfg.password) == (
@@ -204,6 +252,10 @@ def test_broker_urls_for_plain_tcp_and_unix_sockets() -> None:
         ("sentinel://h1?master_name=a;sentinel://h2?master_name=b", "different values"),
         ("sentinel://h1;redis://h2", "is not sentinel://host:port"),
         ("sentinel://h1?db=1", "sentinel:// URLs take no 'db' option"),
+        ("sentinel://h1?ssl_ca_certs=/ca.pem", "ssl_ca_certs needs ssl=true"),
+        ("sentinel://h1?ssl=maybe", "ssl='maybe' is not true or false"),
+        ("sentinel://h1?ssl=true&sentinel_ssl=2", "sentinel_ssl='2' is not true or false"),
+        ("sentinel://h1?ssl=true&ssl_cert_reqs=no", "ssl_cert_reqs='no' is not one of"),
         ("memcached://h", "is not a redis://, rediss://, unix:// or sentinel:// URL"),
     ],
 )
