@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eventfwd.core.ledger import Claim, Delivery, Ledger
+from eventfwd.core.overrides import OverrideOwners, conflict_message
 from eventfwd.core.settings import PlatformConfig, Settings
 from eventfwd.core.vocabulary import Action, CircuitReason, DeadReason, RescheduleKind
 from worker.backoff import retry_delay_s
@@ -46,9 +47,13 @@ class Deliverer:
         self.settings = settings
         self.ledger = ledger
         self.http = http
+        self.owners = OverrideOwners(ledger.client, ledger.keys, settings)
 
     def prepare(self, claim: Claim) -> Send | str:
         """A `Send` for an event that may go now, else what became of it (settled here)."""
+        owner = self.owners.conflict(claim.platform_id)
+        if owner is not None:  # a look-alike id: never sent with another platform's key or URL
+            return self._refuse_platform(claim, conflict_message(claim.platform_id, owner))
         platform = self.settings.platform(claim.platform_id)
         refused = self._refuse(claim, platform)
         return refused if refused else Send(claim, platform)
@@ -135,10 +140,12 @@ class Deliverer:
 
         return None
 
-    def _refuse_platform(self, claim: Claim) -> str:
-        """An event whose platform the allow-list does not name is never sent with our key:
-        it waits as a dead letter (replayable once the platform is allowed)."""
-        message = f"platform {claim.platform_id} is not in EVENTFWD_ALLOWED_PLATFORMS"
+    def _refuse_platform(self, claim: Claim, message: str | None = None) -> str:
+        """An event whose platform the allow-list does not name (or a look-alike of a platform
+        that owns per-platform overrides) is never sent with our key: it waits as a dead letter
+        (replayable once the platform is allowed)."""
+        if message is None:
+            message = f"platform {claim.platform_id} is not in EVENTFWD_ALLOWED_PLATFORMS"
         moved = self.ledger.dead(
             claim.event_id,
             claim.token,
@@ -149,7 +156,7 @@ class Deliverer:
             count_attempt=False,
             answered=False,
         )
-        log.warning("event_id=%s dead: platform not allowed", claim.event_id)
+        log.warning("event_id=%s dead: %s", claim.event_id, message)
         if moved:
             report_dead_letter(
                 event_id=claim.event_id,

@@ -24,6 +24,13 @@ def check_at_start(sender: Any = None, **_: Any) -> None:
     settings: Settings = sender.app.conf.eventfwd_settings
     init_sentry(settings, component="worker")  # first, so a failing check below is reported
     settings.require_delivery_config()
+    if settings.platforms and settings.allowed_platforms is None:
+        log.warning(
+            "per-platform settings (%s) without EVENTFWD_ALLOWED_PLATFORMS: platform ids that "
+            "differ only in case or - . _ ~ share them, so each goes to the first platform id "
+            "that uses it and look-alikes become not_allowed dead letters; set the allow-list",
+            ", ".join(f"EVENTFWD_PLATFORM_{key}_*" for key in sorted(settings.platforms)),
+        )
     client = connect(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     try:
         for problem in persistence_problems(client):

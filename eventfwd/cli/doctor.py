@@ -3,7 +3,8 @@
 Checks, in order: settings, Redis (reachable, persistence, memory), clock skew against Redis's
 clock (the fleet's), Moloco's base URLs (reachable; skew against their Date header), Celery
 workers (ping, which queues they take), beat (its last pump tick, and which beat holds the lock
-that keeps any other one standing by), the backlog, the circuits and dead-letter retention.
+that keeps any other one standing by), the backlog, the circuits, per-platform overrides without
+an allow-list (which platform id owns each) and dead-letter retention.
 Each is `ok`, `warn`, `FAIL` or `skip`; exit status 1 when any failed.
 """
 
@@ -29,7 +30,9 @@ from eventfwd.core.errors import ConfigError
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import ENGINE_TTL_MS
 from eventfwd.core.lock import read_holder
-from eventfwd.core.settings import Settings
+from eventfwd.core.overrides import OverrideOwners
+from eventfwd.core.records import Records
+from eventfwd.core.settings import Settings, platform_env_key
 from eventfwd.ops.platforms import read_pauses
 from eventfwd.ops.snapshot import snapshot
 from worker.beat import beat_lock_key
@@ -68,6 +71,7 @@ class Doctor:
             self.check_workers,
             self.check_beat,
             self.check_backlog,
+            self.check_overrides,
             self.check_retention,
         ]
         for check in checks:
@@ -307,6 +311,24 @@ class Doctor:
                     f"{p.platform_id} is open ({p.circuit.get('reason')}: "
                     f"{p.circuit.get('last_message') or 'no message'})",
                 )
+
+    def check_overrides(self) -> Iterator[Check]:
+        """Per-platform overrides without an allow-list: which id owns each, who was refused."""
+        s = self.settings
+        if not s.platforms or s.allowed_platforms is not None or not self.redis_ok:
+            return
+        keys = Keys(s.key_prefix)
+        pinned = OverrideOwners(self.client, keys, s).pinned()
+        known = Records(self.client, keys).platforms()
+        refused = [pid for pid in known if pinned.get(platform_env_key(pid), pid) != pid]
+        owners = ", ".join(f"EVENTFWD_PLATFORM_{k}_* -> {v}" for k, v in pinned.items())
+        detail = (
+            f"{len(s.platforms)} per-platform override(s) and no EVENTFWD_ALLOWED_PLATFORMS: "
+            f"each goes to the first platform id that used it ({owners or 'none used yet'})"
+        )
+        if refused:
+            detail += f"; look-alike ids refused as not_allowed dead letters: {', '.join(refused)}"
+        yield Check("overrides", "warn", detail + "; set EVENTFWD_ALLOWED_PLATFORMS")
 
     def check_retention(self) -> Iterator[Check]:
         directory = self.settings.dead_letter_export_dir

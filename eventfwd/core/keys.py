@@ -136,3 +136,7 @@ class Keys:
 
     def hist(self, platform_id: str) -> str:
         return f"{self.prefix}:hist:{platform_id}"
+
+    @property
+    def override_owners(self) -> str:
+        return f"{self.prefix}:override_owners"

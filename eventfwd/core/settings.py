@@ -324,6 +324,8 @@ class Settings:
 
         `acme-eu`, `acme.eu` and `ACME_EU` share the variables `EVENTFWD_PLATFORM_ACME_EU_*`;
         two such platforms would share one key and URL, so the ambiguity stops the process.
+        Without a list the ids are not known here: workers pin each overridden key to the first
+        id that uses it (`eventfwd.core.overrides`).
         """
         if self.allowed_platforms is None:
             return

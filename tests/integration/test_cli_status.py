@@ -212,6 +212,28 @@ def test_doctor_shows_which_beat_holds_the_lock(
     )
 
 
+def test_doctor_warns_of_overrides_without_an_allow_list_and_names_refused_look_alikes(
+    base_env: dict[str, str], rclient: redis.Redis
+) -> None:
+    env = {**base_env, "EVENTFWD_PLATFORM_ACME_EU_API_KEY": "eu-key"}
+    _code, checks = doctor(env, "--timeout", "0.3")
+    assert status(checks, "overrides") == "warn"
+    assert "(none used yet)" in checks["overrides"][0]["detail"]
+
+    rclient.hset("eventfwd:override_owners", "ACME_EU", "acme-eu")  # pinned by a worker
+    now_ms = int(time.time() * 1000)
+    rclient.zadd("eventfwd:seen", {"acme-eu": now_ms, "acme.eu": now_ms, "shop": now_ms})
+    _code, checks = doctor(env, "--timeout", "0.3")
+    detail = checks["overrides"][0]["detail"]
+    assert "EVENTFWD_PLATFORM_ACME_EU_* -> acme-eu" in detail
+    assert "look-alike ids refused as not_allowed dead letters: acme.eu;" in detail
+    assert "set EVENTFWD_ALLOWED_PLATFORMS" in detail
+
+    # with an allow-list the settings check this at start: no warning
+    _code, checks = doctor({**env, "EVENTFWD_ALLOWED_PLATFORMS": "acme-eu"}, "--timeout", "0.3")
+    assert "overrides" not in checks
+
+
 @pytest.fixture
 def evicting_redis(rclient: redis.Redis) -> Iterator[None]:
     rclient.config_set("maxmemory-policy", "allkeys-lru")

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from eventfwd.core.ledger import Delivery, Ledger, Wave
-from eventfwd.core.settings import Settings
+from eventfwd.core.settings import PlatformOverride, Settings
 from producers import EventProducer
 from tests.conftest import example_events
 from tests.support.stack import base_env
@@ -409,6 +409,43 @@ def test_an_event_of_a_platform_outside_the_allow_list_is_never_sent(
     for event_id in stray:
         assert rclient.hget(f"eventfwd:ev:{event_id}", "reason") == "not_allowed"
         assert rclient.hget(f"eventfwd:ev:{event_id}", "attempts") == "0"
+
+
+def test_without_an_allow_list_an_override_goes_to_the_first_platform_id_that_uses_it(
+    batch_settings: Settings, sink: Any, rclient: redis.Redis, cleanup: list[Any]
+) -> None:
+    # acme-eu, acme.eu and ACME_EU all read EVENTFWD_PLATFORM_ACME_EU_*: with no allow-list to
+    # say which exists, the fleet pins the key to the first id sent and refuses look-alikes
+    settings = batch_settings.replace(
+        platforms={"ACME_EU": PlatformOverride(api_key=batch_settings.moloco_api_key)}
+    )
+    owner = enqueue(settings, "acme-eu", 2)
+    engine, _ledger = make_engine(settings, cleanup)
+    assert engine.drain(timeout_s=30) == dict.fromkeys(owner, "delivered")
+    assert rclient.hgetall("eventfwd:override_owners") == {"ACME_EU": "acme-eu"}
+
+    look_alikes = enqueue(settings, "acme.eu", 1) + enqueue(settings, "ACME_EU", 1)
+    plain = enqueue(settings, "shop", 1)  # no override: not concerned
+    # a fresh engine (another worker process) reads the owner from Redis, not from memory
+    engine, _ledger = make_engine(settings, cleanup)
+    outcomes = engine.drain(timeout_s=30)
+
+    assert outcomes == {**dict.fromkeys(look_alikes, "not_allowed"), plain[0]: "delivered"}
+    assert sorted(accepted_ids(sink)) == sorted(owner + plain)
+    for event_id in look_alikes:
+        envelope = rclient.hgetall(f"eventfwd:ev:{event_id}")
+        assert (envelope["reason"], envelope["attempts"]) == ("not_allowed", "0")
+        assert "EVENTFWD_PLATFORM_ACME_EU_*" in envelope["last_message"]
+        assert "platform acme-eu uses" in envelope["last_message"]
+    assert rclient.hgetall("eventfwd:override_owners") == {"ACME_EU": "acme-eu"}
+
+    # with an allow-list the settings decide at start, and nothing is pinned
+    rclient.delete("eventfwd:override_owners")
+    allowed = settings.replace(allowed_platforms=frozenset({"acme-eu"}))
+    more = enqueue(allowed, "acme-eu", 1)
+    engine, _ledger = make_engine(allowed, cleanup)
+    assert engine.drain(timeout_s=30) == {more[0]: "delivered"}
+    assert rclient.exists("eventfwd:override_owners") == 0
 
 
 def test_round_trips_and_delivery_delays_are_counted_in_the_platforms_histograms(
