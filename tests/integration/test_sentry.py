@@ -216,6 +216,11 @@ def test_a_wrong_platform_key_opens_the_circuit_once_and_a_good_probe_closes_it(
     first = stack.worker(name="w1", concurrency=2, EVENTFWD_PLATFORM_ACME_API_KEY=wrong_key, **env)
     stack.beat(**env)
     wait_for(lambda: ready(first), 20, what="the worker")
+    # an override and no allow-list: said at start (a warning, not a Sentry event)
+    assert (
+        "per-platform settings (EVENTFWD_PLATFORM_ACME_*) without EVENTFWD_ALLOWED_PLATFORMS"
+        in first.log()
+    )
     ids = EventProducer(settings=stack.settings()).enqueue_many(
         PLATFORM, [fresh(e) for e in example_events()[:4]]
     )
