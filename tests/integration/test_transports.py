@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,19 @@ def tls_redis(tmp_path: Path, certs: Certs) -> Iterator[int]:
 
 
 SENTINEL_MASTER = "eventfwd-test"
+
+
+@contextmanager
+def running(server: RedisProcess) -> Iterator[RedisProcess]:
+    """`server` started (if it is not yet), and stopped however the block ends."""
+    if server.proc is None:
+        server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 MASTER_PASSWORD = "master-secret"
 SENTINEL_PASSWORD = "sentinel-secret"
 
@@ -75,20 +89,16 @@ def sentinel_redis(tmp_path: Path) -> Iterator[tuple[int, int]]:
         ],
         tmp_path / "master",
         lambda: redis.Redis(port=master_port, password=MASTER_PASSWORD, socket_connect_timeout=0.2),
-    ).start()
-    try:
+    )
+    with running(master):
         sentinel, sentinel_port = start_sentinel(
             tmp_path / "sentinel", master_port, SENTINEL_MASTER, password=SENTINEL_PASSWORD
         )
-    except BaseException:
-        master.stop()
-        raise
-    client = redis.Redis(port=sentinel_port, password=SENTINEL_PASSWORD)
-    client.execute_command("SENTINEL", "SET", SENTINEL_MASTER, "auth-pass", MASTER_PASSWORD)
-    client.close()
-    yield master_port, sentinel_port
-    sentinel.stop()
-    master.stop()
+        with running(sentinel):
+            client = redis.Redis(port=sentinel_port, password=SENTINEL_PASSWORD)
+            client.execute_command("SENTINEL", "SET", SENTINEL_MASTER, "auth-pass", MASTER_PASSWORD)
+            client.close()
+            yield master_port, sentinel_port
 
 
 @pytest.fixture
@@ -102,17 +112,13 @@ def tls_sentinel_redis(tmp_path: Path, certs: Certs) -> Iterator[tuple[int, int]
         lambda: redis.Redis(
             port=master_port, ssl=True, ssl_ca_certs=str(certs.ca), socket_connect_timeout=0.2
         ),
-    ).start()
-    try:
+    )
+    with running(master):
         sentinel, sentinel_port = start_sentinel(
             tmp_path / "sentinel-tls", master_port, SENTINEL_MASTER, tls=certs
         )
-    except BaseException:
-        master.stop()
-        raise
-    yield master_port, sentinel_port
-    sentinel.stop()
-    master.stop()
+        with running(sentinel):
+            yield master_port, sentinel_port
 
 
 @pytest.fixture
