@@ -47,16 +47,20 @@ class OverrideOwners:
                 pipe.hsetnx(self.keys.override_owners, key, platform_id)
                 pipe.hget(self.keys.override_owners, key)
                 _, raw = pipe.execute()
-            owner = raw.decode() if isinstance(raw, bytes) else str(raw)
+            owner = _text(raw)
             with self._lock:
                 owner = self._owners.setdefault(key, owner)
         return None if owner == platform_id else owner
 
     def pinned(self) -> dict[str, str]:
         """Every overridden key's owner as recorded in Redis (keys without overrides left out)."""
-        raw: dict[bytes, bytes] = self.client.hgetall(self.keys.override_owners)  # type: ignore[assignment]
-        owners = {k.decode(): v.decode() for k, v in raw.items()}
+        raw: dict[bytes | str, bytes | str] = self.client.hgetall(self.keys.override_owners)
+        owners = {_text(k): _text(v) for k, v in raw.items()}
         return {k: v for k, v in sorted(owners.items()) if k in self.settings.platforms}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def conflict_message(platform_id: str, owner: str) -> str:
