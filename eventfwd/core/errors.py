@@ -14,6 +14,8 @@ from dataclasses import dataclass
 # An InvalidEvent lists at most this many errors, then one `more_errors` marker: the answer to
 # a hostile event stays small whatever the event holds.
 MAX_REPORTED_ERRORS = 50
+# the rule of the last FieldError of a list cut at MAX_REPORTED_ERRORS
+MORE_ERRORS = "more_errors"
 
 
 class EventForwarderError(Exception):
@@ -44,10 +46,13 @@ class InvalidEvent(EventForwarderError, ValueError):
 
     def __init__(self, errors: list[FieldError], *, index: int | None = None) -> None:
         self.errors = list(errors[:MAX_REPORTED_ERRORS])
-        if len(errors) > MAX_REPORTED_ERRORS:
+        if errors and errors[-1].rule == MORE_ERRORS:
+            # already cut (re-raised with an index): keep it, marker and count as they are
+            self.errors = list(errors)
+        elif len(errors) > MAX_REPORTED_ERRORS:
             more = len(errors) - MAX_REPORTED_ERRORS
             self.errors.append(
-                FieldError("", "more_errors", f"and {more} more error(s), not listed")
+                FieldError("", MORE_ERRORS, f"and {more} more error(s), not listed")
             )
         self.index = index
         where = f"event #{index}" if index is not None else "event"

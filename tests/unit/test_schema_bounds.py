@@ -78,6 +78,11 @@ def test_field_errors_stop_at_a_fixed_number_with_a_more_errors_marker() -> None
     assert marker.rule == "more_errors"
     assert "more" in marker.message
     assert len(str(exc)) < 20_000
+    # in a batch the count stays the same: the cut list is not cut again
+    with pytest.raises(InvalidEvent) as batch:
+        validate_events([minimal(), event])
+    assert batch.value.index == 1
+    assert [e.as_dict() for e in batch.value.errors] == [e.as_dict() for e in exc.errors]
 
 
 def test_long_unknown_keys_are_refused_and_never_kept_by_the_typo_cache() -> None:

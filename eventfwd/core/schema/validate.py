@@ -109,16 +109,10 @@ def validate_events(
         now_ms = _wall_clock_ms()
     valid: list[ValidEvent] = []
     for index, event in enumerate(events):
-        too_big = size_guard(event)
-        if too_big is not None:
-            raise InvalidEvent([too_big], index=index)
-        checked = _fast_path(event, now_ms)
-        if checked is None:
-            try:
-                checked = _full_check(event, strict_fields, now_ms)
-            except InvalidEvent as exc:
-                raise InvalidEvent(exc.errors, index=index) from None
-        valid.append(checked)
+        try:
+            valid.append(validate_event(event, strict_fields=strict_fields, now_ms=now_ms))
+        except InvalidEvent as exc:
+            raise InvalidEvent(exc.errors, index=index) from None
     return valid
 
 
