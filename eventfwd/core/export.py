@@ -191,6 +191,7 @@ def parse_record(
     attempts, replays = _count(record, "attempts", problems), _count(record, "replays", problems)
     dead_ms = _count(record, "dead_at", problems, MAX_EPOCH_MS) or now_ms
     enqueued_ms = _count(record, "enqueued_at", problems, MAX_EPOCH_MS) or dead_ms
+    event_ms = _count(record, "event_at", problems, MAX_EPOCH_MS) or event_ms
     history = _history(record.get("history"), problems)
     if problems:
         return problems
@@ -198,7 +199,7 @@ def parse_record(
         id=str(event_id),
         platform_id=platform_id,
         body=body,
-        event_ms=_count(record, "event_at", problems, MAX_EPOCH_MS) or event_ms,
+        event_ms=event_ms,
         enqueued_ms=enqueued_ms,
         attempts=attempts,
         replays=replays,

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from eventfwd.core.lock import RedisLock, read_holder, run_alone
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +49,10 @@ def test_the_holder_extends_its_lock_and_keeps_its_start_time(rclient: redis.Red
 
 
 def test_an_expired_lock_goes_to_the_next_taker(rclient: redis.Redis) -> None:
-    dead, standby = RedisLock(rclient, KEY, ttl_s=0.2), RedisLock(rclient, KEY, ttl_s=5)
+    dead, standby = RedisLock(rclient, KEY, ttl_s=1), RedisLock(rclient, KEY, ttl_s=5)
     assert dead.take()[0]
     assert not standby.take()[0]
-    time.sleep(0.3)
+    wait_for(lambda: not rclient.exists(KEY), 5, what="the lock to expire")
     ours, holder = standby.take()
     assert ours and holder is not None and holder.token == standby.token
     # The old holder, back from a pause, can neither extend nor release its successor's lock.

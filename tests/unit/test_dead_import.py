@@ -42,6 +42,7 @@ def test_every_problem_of_a_line_is_reported() -> None:
         reason="lost",
         status="400",
         attempts=-1,
+        event_at="yesterday",
         history="no",
         event={"event_type": "PAGE_VIEW", "timestamp": "1", "channel_type": "SITE"},
     )
@@ -49,7 +50,7 @@ def test_every_problem_of_a_line_is_reported() -> None:
     assert isinstance(problems, list)
     text = "\n".join(problems)
     for expected in ("id: required", "platform_id", "reason: must be one of", "status:",
-                     "attempts:", "history:", "event.page_id"):  # fmt: skip
+                     "attempts:", "event_at:", "history:", "event.page_id"):  # fmt: skip
         assert expected in text, text
 
 
@@ -71,3 +72,10 @@ def test_a_long_history_keeps_its_newest_records() -> None:
     assert isinstance(row, ImportRow)
     kept = [json.loads(line)["n"] for line in row.history.splitlines()]
     assert len(row.history) <= HISTORY_MAX_CHARS and kept[-1] == 199 and kept[0] > 0
+
+
+def test_a_bad_event_time_is_refused_not_replaced() -> None:
+    problems = parse_record(record(event_at=10**30), SETTINGS, now_ms=NOW, validate=True)
+    assert problems == [problems[0]] and problems[0].startswith("event_at: must be")
+    row = parse_record(record(event_at=NOW - 5), SETTINGS, now_ms=NOW, validate=True)
+    assert isinstance(row, ImportRow) and row.event_ms == NOW - 5
