@@ -181,7 +181,11 @@ class DeliveryEngine:
                     idle_ms=int(IDLE_CLAIM_S * 1000),
                 )
                 for claim in wave.claims:
-                    prepared = self.deliverer.prepare(claim)
+                    try:
+                        prepared = self.deliverer.prepare(claim)
+                    except Exception:  # Redis gone past the retry budget: its lease returns it
+                        log.exception("event_id=%s could not be prepared", claim.event_id)
+                        continue
                     if isinstance(prepared, str):
                         outcomes[claim.event_id] = prepared
                     else:
@@ -197,7 +201,9 @@ class DeliveryEngine:
                 return outcomes
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"engine not idle after {timeout_s}s ({self._in_flight} out)")
-            self._wait(next_claim if self.threads > self._in_flight else None)
+            # stopping, or no thread free: no claim is due, only settles (or a wake-up)
+            claiming = not stopping and self.threads > self._in_flight
+            self._wait(next_claim if claiming else None)
 
     def _wait(self, claim_at: float | None) -> None:
         """Sleep until a settle is due, the next claim is due, or something wakes the loop."""
