@@ -47,32 +47,35 @@ def check_at_start(sender: Any = None, **_: Any) -> None:
 ENGINE_START_DELAY_S = 1.0
 
 
+# the start-up timer of this process's engine, cancelled if the process stops before it fires
+_start_timer: threading.Timer | None = None
+
+
 @signals.worker_process_init.connect
 def start_delivery_engine(**_: Any) -> None:
     """Each pool process (prefork child, or the solo pool's process) runs a delivery engine."""
+    global _start_timer
     from worker.app import app
     from worker.tasks import start_engine
 
-    timer = threading.Timer(ENGINE_START_DELAY_S, start_engine, [app.conf.eventfwd_settings])
-    timer.daemon = True
-    timer.start()
+    _start_timer = threading.Timer(ENGINE_START_DELAY_S, start_engine, [app.conf.eventfwd_settings])
+    _start_timer.daemon = True
+    _start_timer.start()
 
 
 @signals.worker_process_shutdown.connect
-def stop_delivery_engine(**_: Any) -> None:
-    """Settle what is in flight before the process exits (a POST takes at most the timeout)."""
-    from worker.app import app
-    from worker.tasks import stop_engine
-
-    settings: Settings = app.conf.eventfwd_settings
-    stop_engine(settings.http_timeout_s + 5)
-
-
 @signals.worker_shutdown.connect
-def stop_engine_in_main_process(**_: Any) -> None:
-    """Pools without child processes (threads, solo) ran the engine in the main process."""
+def stop_delivery_engine(**_: Any) -> None:
+    """Settle what is in flight before the process exits (a POST takes at most the timeout).
+
+    A prefork child hears worker_process_shutdown; pools without child processes (threads,
+    solo) ran the engine in the main process, which hears worker_shutdown. An engine not yet
+    started is never started.
+    """
     from worker.app import app
     from worker.tasks import stop_engine
 
+    if _start_timer is not None:
+        _start_timer.cancel()
     settings: Settings = app.conf.eventfwd_settings
     stop_engine(settings.http_timeout_s + 5)
