@@ -96,26 +96,7 @@ class Deliverer:
         age_s = time.time() - claim.event_ms / 1000
         if age_s > s.max_event_age_s:
             message = f"event is {age_s / 86400:.1f} days old, over the maximum age"
-            moved = self.ledger.dead(
-                event_id,
-                token,
-                reason=DeadReason.EXPIRED,
-                status="",
-                message=message,
-                record=None,
-                count_attempt=False,
-                answered=False,
-            )
-            log.warning("event_id=%s dead: expired", event_id)
-            if moved:
-                report_dead_letter(
-                    event_id=event_id,
-                    platform_id=claim.platform_id,
-                    reason=DeadReason.EXPIRED,
-                    status="",
-                    message=message,
-                )
-            return "expired"
+            return self._dead_unsent(claim, DeadReason.EXPIRED, message)
         if not platform.base_url or not platform.api_key:
             missing = "base URL" if not platform.base_url else "API key"
             message = f"no Moloco {missing} configured for platform {claim.platform_id}"
@@ -146,26 +127,30 @@ class Deliverer:
         (replayable once the platform is allowed)."""
         if message is None:
             message = f"platform {claim.platform_id} is not in EVENTFWD_ALLOWED_PLATFORMS"
+        return self._dead_unsent(claim, DeadReason.NOT_ALLOWED, message)
+
+    def _dead_unsent(self, claim: Claim, reason: DeadReason, message: str) -> str:
+        """Make a claimed event that was never sent a dead letter (no attempt counted)."""
         moved = self.ledger.dead(
             claim.event_id,
             claim.token,
-            reason=DeadReason.NOT_ALLOWED,
+            reason=reason,
             status="",
             message=message,
             record=None,
             count_attempt=False,
             answered=False,
         )
-        log.warning("event_id=%s dead: %s", claim.event_id, message)
+        log.warning("event_id=%s dead: %s: %s", claim.event_id, reason, message)
         if moved:
             report_dead_letter(
                 event_id=claim.event_id,
                 platform_id=claim.platform_id,
-                reason=DeadReason.NOT_ALLOWED,
+                reason=reason,
                 status="",
                 message=message,
             )
-        return DeadReason.NOT_ALLOWED
+        return reason
 
     def _not_delivered(self, send: Send, response: Response) -> str:
         """Record a POST that Moloco did not accept: dead, throttled, blocked or retried."""
@@ -210,6 +195,8 @@ class Deliverer:
             return "rejected"
         if outcome is Outcome.THROTTLED:
             pause_s = response.retry_after_s
+            if pause_s is None:
+                pause_s = DEFAULT_THROTTLE_PAUSE_S
             action, _ = self.ledger.reschedule(
                 event_id,
                 token,
@@ -220,7 +207,7 @@ class Deliverer:
                 record=record,
                 rtt_ms=response.duration_ms,
                 rate_per_s=platform.rate_limit_per_s,
-                pause_s=DEFAULT_THROTTLE_PAUSE_S if pause_s is None else pause_s,
+                pause_s=pause_s,
             )
             log.info("event_id=%s throttled; platform paused %ss", event_id, pause_s)
             return "throttled"

@@ -15,6 +15,7 @@ from eventfwd.core.connection import connect
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.lock import RedisLock, run_alone
 from eventfwd.core.settings import Settings
+from eventfwd.core.vocabulary import DeadReason
 from worker import observability, replay
 from worker.delivery import Deliverer
 from worker.engine import DeliveryEngine
@@ -92,7 +93,7 @@ def pump(self: Task) -> dict[str, Any]:
         observability.report_dead_letter(
             event_id=event_id,
             platform_id=platform_id,
-            reason="poison",
+            reason=DeadReason.POISON,
             status="",
             message="the worker holding it died too often",
         )
