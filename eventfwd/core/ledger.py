@@ -256,8 +256,10 @@ class Ledger:
     ) -> None:
         """`retry_budget_s`: how long to keep retrying a script through connection errors.
 
-        Every script is safe to repeat when its answer was lost: enqueue ignores ids it holds,
-        ack is idempotent, and the compare-and-set scripts answer 'lost' the second time.
+        Every script but claim is safe to repeat when its answer was lost: enqueue ignores ids
+        it holds, ack is idempotent, and the compare-and-set scripts answer 'lost' the second
+        time. A repeated claim would hand out a second wave while the first, whose answer was
+        lost, waits for its leases; so a claim is never retried here (the engine claims again).
         """
         self.client = client
         self._retry_budget_s = retry_budget_s
@@ -275,8 +277,8 @@ class Ledger:
             for name in (*(spec.script for spec in SPECS), "purge")
         }
 
-    def _run(self, name: str, args: Sequence[Any]) -> Any:
-        deadline = time.monotonic() + self._retry_budget_s
+    def _run(self, name: str, args: Sequence[Any], *, retry: bool = True) -> Any:
+        deadline = time.monotonic() + (self._retry_budget_s if retry else 0.0)
         pause_s = 0.05
         while True:
             try:
@@ -330,7 +332,7 @@ class Ledger:
             "engine_ttl_ms": ENGINE_TTL_MS,
             "idle_ms": idle_ms,
         }
-        flat, wait_ms, more = self._run("claim", ClaimArgs.argv(values))
+        flat, wait_ms, more = self._run("claim", ClaimArgs.argv(values), retry=False)
         return Wave(_claims(flat, token), int(wait_ms), bool(int(more)))
 
     def ack(self, deliveries: Sequence[Delivery]) -> tuple[list[int], list[str]]:

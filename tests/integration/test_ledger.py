@@ -885,3 +885,37 @@ def test_a_late_delivery_of_a_dead_letter_takes_it_out_of_the_dead_letters(
     assert not rclient.exists("eventfwd:ev:a")
     assert rclient.exists("eventfwd:done:a")
     assert rclient.zscore("eventfwd:dead", "a") is None
+
+
+def test_a_claim_whose_answer_is_lost_is_not_repeated_but_an_ack_is(
+    settings: Settings, rclient: redis.Redis
+) -> None:
+    ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings, retry_budget_s=5)
+    ledger.enqueue([row(str(i)) for i in range(4)])
+    calls: dict[str, int] = {"claim": 0, "ack": 0}
+
+    def losing(name: str, lose_after: bool) -> Any:
+        script = ledger._scripts[name]
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            if calls[name] == 1:
+                if lose_after:  # Redis ran it; the answer never came back
+                    script(*args, **kwargs)
+                raise redis.ConnectionError("Connection closed by server.")
+            return script(*args, **kwargs)
+
+        return run
+
+    ledger._scripts["claim"] = losing("claim", lose_after=True)
+    with pytest.raises(redis.ConnectionError):
+        claim(ledger, "lost", max_events=2)
+    # not repeated: a second wave under the same token would strand the first till its leases
+    assert calls["claim"] == 1
+    assert rclient.zcard("eventfwd:inflight:acme") == 2
+    wave = claim(ledger, "next", max_events=10)
+    assert len(wave.claims) == 2  # the other two; the lost wave's come back with their leases
+
+    ledger._scripts["ack"] = losing("ack", lose_after=False)
+    assert ledger.ack([Delivery(c.event_id, c.token, 5, 200) for c in wave.claims])[0] == [1, 1]
+    assert calls["ack"] == 2  # the lost call was retried within the budget
