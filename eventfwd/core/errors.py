@@ -51,9 +51,7 @@ class InvalidEvent(EventForwarderError, ValueError):
             self.errors = list(errors)
         elif len(errors) > MAX_REPORTED_ERRORS:
             more = len(errors) - MAX_REPORTED_ERRORS
-            self.errors.append(
-                FieldError("", MORE_ERRORS, f"and {more} more error(s), not listed")
-            )
+            self.errors.append(FieldError("", MORE_ERRORS, f"and {more} more error(s), not listed"))
         self.index = index
         where = f"event #{index}" if index is not None else "event"
         lines = "\n".join(f"  - {e}" for e in self.errors)

@@ -14,9 +14,7 @@ import redis
 
 from eventfwd.core.keys import Keys
 from eventfwd.core.records import Envelope, Records
-
-# Reasons beat replays by itself (DESIGN.md §5); the others wait for a person.
-AUTO_REPLAYED = ("retries_exhausted", "circuit")
+from eventfwd.core.vocabulary import TRANSIENT_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +52,7 @@ class Found:
         if env is None:
             return "none"
         if env.state == "dead":
-            if env.reason in AUTO_REPLAYED:
+            if env.reason in TRANSIENT_REASONS:  # beat replays these (DESIGN.md §5)
                 return "at beat's next dead-letter replay (while the circuit is closed)"
             return "none: waits for an operator's replay"
         if env.state == "inflight":

@@ -11,7 +11,8 @@ from importlib import resources
 from typing import Any
 
 import redis
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from eventfwd.core.connection import connect, redact_url
 from eventfwd.core.ledger import Ledger
@@ -68,7 +69,7 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(iso=iso, ago=self._ago, span=span, json=_pretty_json)
+        self.env.filters.update(iso=iso, ago=_ago, span=span, json=_pretty_json)
         self.router = Router()
         for method, path, view in (
             ("GET", "/", self.overview),
@@ -128,6 +129,7 @@ class Console:
             who=self.guard.who(req),
             note=self._note(req),
             reasons=DEAD_REASONS,
+            clock=_Clock(self.records),
             **ctx,
         )
         resp = Response(html, status=status)
@@ -142,9 +144,6 @@ class Console:
             return None
         return template.format(n=req.query.get("n", "?"), platform=req.query.get("platform", "?"))
 
-    def _ago(self, ms: int | None) -> str:
-        return ago(ms, self.records.now_ms()) if ms else "-"
-
     # -- pages ---------------------------------------------------------------------------------
 
     def overview(self, req: Request) -> Response:
@@ -154,15 +153,14 @@ class Console:
             charts.append(line_chart(series, title=f"{pid}, events per minute (2 h)"))
         rows = []
         for p in ov.snap.platforms:
-            pause = ov.pauses.get(p.platform_id)
             rows.append(
                 {
                     "p": p,
                     "oldest_s": ov.snap.oldest_pending_age_s(p),
-                    "cap": getattr(p, "cap", None),
-                    "ready": getattr(p, "ready", None),
-                    "scheduled": getattr(p, "scheduled", None),
-                    "paused": pause or getattr(p, "paused", None),
+                    "cap": p.cap,
+                    "ready": p.ready,
+                    "scheduled": p.due + p.waiting,
+                    "paused": ov.pauses.get(p.platform_id),
                     "hour": ov.last_hour.get(p.platform_id, {}),
                 }
             )
@@ -386,3 +384,21 @@ def _pretty_json(value: Any) -> str:
 def create_app(settings: Settings | None = None, *, client: redis.Redis | None = None) -> Console:
     """The console as a WSGI app (settings from the environment when none are given)."""
     return Console(settings or Settings.from_env(), client=client)
+
+
+class _Clock:
+    """The fleet's clock (Redis's), read once per page however many times it shows an age."""
+
+    def __init__(self, records: Records) -> None:
+        self._records = records
+        self._ms: int | None = None
+
+    def __call__(self) -> int:
+        if self._ms is None:
+            self._ms = self._records.now_ms()
+        return self._ms
+
+
+@pass_context
+def _ago(ctx: Context, ms: int | None) -> str:
+    return ago(ms, ctx["clock"]()) if ms else "-"
