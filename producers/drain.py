@@ -18,7 +18,6 @@ from eventfwd.core.ledger import (
     ACCEPTED,
     ALREADY_DELIVERED,
     DUPLICATE,
-    ENQUEUE_ROWS_PER_CALL,
     Ledger,
 )
 from producers.failover import OUTAGE_HOLD_S, OutageCircuit, is_unavailable
@@ -26,7 +25,6 @@ from producers.spool import Spool, SpoolCorrupt
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_CALL = ENQUEUE_ROWS_PER_CALL
 IDLE_POLL_S = 5.0
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 1.0
@@ -74,9 +72,7 @@ def drain_spool(
             result.corrupt_files += 1
             continue
         try:
-            outcomes: list[int] = []
-            for start in range(0, len(rows), ROWS_PER_CALL):
-                outcomes += ledger.enqueue(rows[start : start + ROWS_PER_CALL])
+            outcomes = ledger.enqueue(rows)  # in script calls of a bounded size
         except BaseException:
             spool.release(claimed)
             raise

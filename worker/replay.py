@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from eventfwd.core.ledger import Ledger
@@ -31,11 +30,6 @@ def replay_transient(ledger: Ledger, *, page: int = PAGE) -> tuple[int, int]:
         replayed += r
         skipped += s
         offset += s
-
-
-def replay_ids(ledger: Ledger, ids: Sequence[str]) -> tuple[int, int]:
-    """An operator's replay of chosen dead letters: any reason, no replay cap."""
-    return ledger.replay(list(ids), max_replays=0)
 
 
 def _text(value: Any) -> str:

@@ -64,6 +64,8 @@ SCRIPT_MODULES = {
     "resume": (),
     "purge": (),
     "import": (),
+    "lock_take": (),
+    "lock_release": (),
 }
 
 

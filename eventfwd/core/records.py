@@ -176,10 +176,6 @@ class Records:
         found = self._hgetall([event_id])
         return found[0] if found else None
 
-    def delivered_recently(self, event_id: str) -> bool:
-        """Was `event_id` delivered within the delivered-marker TTL?"""
-        return bool(self.client.exists(self.keys.done(event_id)))
-
     # -- dead letters ------------------------------------------------------------------------
 
     def dead_id_pages(
@@ -327,9 +323,6 @@ class Records:
             newest_dead_ms=newest,
             complete=complete,
         )
-
-    def dead_ids(self) -> list[str]:
-        return [_s(i) for i in self.client.zrange(self.keys.dead, 0, -1)]
 
     def dead_count(self) -> int:
         return int(self.client.zcard(self.keys.dead))

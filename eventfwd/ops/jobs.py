@@ -54,9 +54,6 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def all(self) -> list[Job]:
-        return sorted(self._jobs.values(), key=lambda j: j.started_ms, reverse=True)
-
     def start(
         self,
         kind: str,

@@ -20,7 +20,7 @@ from eventfwd.core.records import DEAD_REASONS, Records
 from eventfwd.core.settings import Settings
 from eventfwd.ops import lookup, platforms
 from eventfwd.ops.audit import record_action
-from eventfwd.ops.bulk import Selection
+from eventfwd.ops.bulk import Selection, replay_action
 from eventfwd.ops.deadpage import dead_page
 from eventfwd.ops.jobs import Job, Jobs
 from eventfwd.ops.overview import read_overview
@@ -215,7 +215,7 @@ class Console:
 
     def event_replay(self, req: Request) -> Response:
         event_id = req.form.get("id", "")
-        replayed, _ = self.ledger.replay([event_id], max_replays=0)
+        replayed, _ = replay_action(self.ledger)([event_id])
         record_action(
             "dead.replay",
             by=self.guard.who(req),

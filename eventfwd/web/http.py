@@ -20,7 +20,6 @@ class Request:
         self.path: str = environ.get("PATH_INFO", "") or "/"
         self.root: str = environ.get("SCRIPT_NAME", "").rstrip("/")  # where we are mounted
         self.query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        self.query_all = parse_qs(environ.get("QUERY_STRING", ""))
         cookie = SimpleCookie()
         try:
             cookie.load(environ.get("HTTP_COOKIE", ""))

@@ -41,16 +41,3 @@ local function publish(p, queue, task, ids, head)
   })
   redis.call(head and 'RPUSH' or 'LPUSH', queue, msg)
 end
-
--- Publish `ids` in messages of at most `per_msg` ids each.
-local function publish_all(p, queue, task, ids, per_msg, head)
-  local chunk = {}
-  for _, id in ipairs(ids) do
-    chunk[#chunk + 1] = id
-    if #chunk >= per_msg then
-      publish(p, queue, task, chunk, head)
-      chunk = {}
-    end
-  end
-  if #chunk > 0 then publish(p, queue, task, chunk, head) end
-end

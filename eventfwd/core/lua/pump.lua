@@ -43,8 +43,9 @@ for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
   local woke = false
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, limit)) do
     local ev = key(p, 'ev', id)
-    local lane = redis.call('HGET', ev, 'lane')
-    if redis.call('EXISTS', ev) == 0 then
+    -- one read: a gone envelope has no state
+    local state, lane = unpack(redis.call('HMGET', ev, 'state', 'lane'))
+    if not state then
       redis.call('ZREM', inflight, id)
     elseif reap(id, ev, platform, lane) then
       woke = true
