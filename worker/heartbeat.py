@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 
 TTL_S = 86_400
@@ -56,14 +57,10 @@ def read_beat(client: redis.Redis, keys: Keys) -> BeatTick | None:
     raw: dict[Any, Any] = client.hgetall(beat_key(keys))
     if not raw:
         return None
-    h = {_s(k): _s(v) for k, v in raw.items()}
+    h = {text(k): text(v) for k, v in raw.items()}
     return BeatTick(
         last_tick_ms=int(h.get("last_tick_ms", 0)),
         ticks=int(h.get("ticks", 0)),
         host=h.get("host", ""),
         pid=int(h.get("pid", 0)),
     )
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

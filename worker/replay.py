@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from eventfwd.core.connection import text
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.vocabulary import TRANSIENT_REASONS
 
@@ -18,7 +17,7 @@ def replay_transient(ledger: Ledger, *, page: int = PAGE) -> tuple[int, int]:
     """
     replayed = skipped = offset = 0
     while True:
-        ids = [_text(i) for i in ledger.client.zrange(ledger.keys.dead, offset, offset + page - 1)]
+        ids = [text(i) for i in ledger.client.zrange(ledger.keys.dead, offset, offset + page - 1)]
         if not ids:
             return replayed, skipped
         r, s = ledger.replay(
@@ -30,7 +29,3 @@ def replay_transient(ledger: Ledger, *, page: int = PAGE) -> tuple[int, int]:
         replayed += r
         skipped += s
         offset += s
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -11,7 +11,7 @@ import click
 
 from eventfwd.cli.base import EXIT_NOT_FOUND, Context, fail, handle_errors, pass_context
 from eventfwd.cli.format import ago, iso, span, table
-from eventfwd.core.connection import redact_url
+from eventfwd.core.connection import redact_url, text
 from eventfwd.ops import platforms
 from eventfwd.ops.platforms import Pause
 from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
@@ -30,11 +30,11 @@ def _circuit(p: PlatformStatus, now_ms: int) -> str:
     if c.get("state") != "open":
         return "closed"
     opened = int(float(c.get("opened_ms") or now_ms))
-    text = f"OPEN ({c.get('reason', '?')}) for {span((now_ms - opened) / 1000)}"
+    shown = f"OPEN ({c.get('reason', '?')}) for {span((now_ms - opened) / 1000)}"
     probe = c.get("next_probe_ms")
     if probe:
-        text += f", probe in {span((int(float(probe)) - now_ms) / 1000)}"
-    return text
+        shown += f", probe in {span((int(float(probe)) - now_ms) / 1000)}"
+    return shown
 
 
 def render(snap: FleetStatus, url: str, pauses: dict[str, Pause] | None = None) -> None:
@@ -165,7 +165,7 @@ def circuit_status(ctx: Context, as_json: bool) -> None:
     rows: list[dict[str, Any]] = []
     for pid in ctx.records.platforms():
         raw: dict[Any, Any] = ctx.client.hgetall(ctx.ledger.keys.circuit(pid))
-        c = {_s(k): _s(v) for k, v in raw.items()}
+        c = {text(k): text(v) for k, v in raw.items()}
         is_open = c.get("state") == "open"
         rows.append(
             {
@@ -219,7 +219,3 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
 
 def _int(value: str | None) -> int | None:
     return int(float(value)) if value else None
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

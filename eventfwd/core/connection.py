@@ -97,6 +97,11 @@ def _authority_split(part: str) -> tuple[str, str | None, str]:
     return head, rest[:at], rest[at + 1 :]
 
 
+def text(value: object) -> str:
+    """A Redis reply as text, from a client that answers bytes or one that decodes (str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def redact_url(url: str, *, keep_user: bool = True) -> str:
     """Return `url` with every password replaced by `***`, fit for logs and error messages.
 

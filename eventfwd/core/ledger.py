@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from eventfwd.core import task_names
+from eventfwd.core.connection import text
 from eventfwd.core.errors import LedgerError
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
@@ -226,20 +227,16 @@ def check_enqueue(result: Any, events: Sequence[Any]) -> list[int]:
     return [int(r) for r in result]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _claims(flat: Sequence[Any], token: str) -> list[Claim]:
     """`claim.lua`'s events: 8 values each."""
     if len(flat) % 8:
         raise LedgerError(f"claim answered {len(flat)} values, not a multiple of 8")
     return [
         Claim(
-            event_id=_text(flat[i]),
+            event_id=text(flat[i]),
             token=token,
-            body=_text(flat[i + 1]),
-            platform_id=_text(flat[i + 2]),
+            body=text(flat[i + 1]),
+            platform_id=text(flat[i + 2]),
             attempts=int(flat[i + 3]),
             enqueued_ms=int(flat[i + 4]),
             event_ms=int(flat[i + 5]),
@@ -347,7 +344,7 @@ class Ledger:
         held, closed = self._run("ack", AckArgs.argv({**values, **self._conc}, tail))
         if len(held) != len(deliveries):
             raise LedgerError(f"ack answered {len(held)} results for {len(deliveries)} ids")
-        return [int(h) for h in held], [_text(c) for c in closed]
+        return [int(h) for h in held], [text(c) for c in closed]
 
     def reschedule(
         self,
@@ -386,9 +383,9 @@ class Ledger:
         }
         action, opened = self._run("reschedule", RescheduleArgs.argv(values))
         try:
-            return Action(_text(action)), bool(int(opened))
+            return Action(text(action)), bool(int(opened))
         except ValueError:
-            raise LedgerError(f"reschedule answered {_text(action)!r}") from None
+            raise LedgerError(f"reschedule answered {text(action)!r}") from None
 
     def dead(
         self,
@@ -433,7 +430,7 @@ class Ledger:
             "wake_ms": WAKE_MS,
         }
         moved, reaped, poisoned, probes, _more, poison = self._run("pump", PumpArgs.argv(values))
-        pairs = tuple((_text(poison[i]), _text(poison[i + 1])) for i in range(0, len(poison), 2))
+        pairs = tuple((text(poison[i]), text(poison[i + 1])) for i in range(0, len(poison), 2))
         return PumpResult(int(moved), int(reaped), int(poisoned), int(probes), pairs)
 
     def pause_platform(self, platform_id: str, *, by: str, reason: str = "") -> bool:

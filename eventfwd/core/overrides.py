@@ -14,6 +14,7 @@ import threading
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings, platform_env_key
 
@@ -47,7 +48,7 @@ class OverrideOwners:
                 pipe.hsetnx(self.keys.override_owners, key, platform_id)
                 pipe.hget(self.keys.override_owners, key)
                 _, raw = pipe.execute()
-            owner = _text(raw)
+            owner = text(raw)
             with self._lock:
                 owner = self._owners.setdefault(key, owner)
         return None if owner == platform_id else owner
@@ -55,12 +56,8 @@ class OverrideOwners:
     def pinned(self) -> dict[str, str]:
         """Every overridden key's owner as recorded in Redis (keys without overrides left out)."""
         raw: dict[bytes | str, bytes | str] = self.client.hgetall(self.keys.override_owners)
-        owners = {_text(k): _text(v) for k, v in raw.items()}
+        owners = {text(k): text(v) for k, v in raw.items()}
         return {k: v for k, v in sorted(owners.items()) if k in self.settings.platforms}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def conflict_message(platform_id: str, owner: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.vocabulary import DeadReason
 
@@ -164,7 +165,7 @@ class Records:
         out = []
         for event_id, raw in zip(ids, pipe.execute(), strict=True):
             if raw:
-                h = {_s(k): _s(v) for k, v in raw.items()}
+                h = {text(k): text(v) for k, v in raw.items()}
                 out.append(parse_envelope(event_id, h))
         return out
 
@@ -195,7 +196,9 @@ class Records:
                 self.keys.dead, low, high, start=0, num=want, withscores=True
             )
             unseen = [
-                (_s(m), score) for m, score in rows if not (score == low and _s(m) in seen_at_low)
+                (text(m), score)
+                for m, score in rows
+                if not (score == low and text(m) in seen_at_low)
             ]
             fresh = unseen[:page]
             if fresh:
@@ -216,7 +219,7 @@ class Records:
         out = []
         for event_id, values in zip(ids, pipe.execute(), strict=True):
             state, platform, reason, status, dead_ms, message, *body = (
-                _s(v) if v else "" for v in values
+                text(v) if v else "" for v in values
             )
             if state == "dead":
                 row = DeadRow(event_id, platform, reason, status, _int(dead_ms), message)
@@ -338,7 +341,7 @@ class Records:
         waiting, (seconds, _micros) = pipe.execute()
         since_ms = (int(seconds) - seen_within_s) * 1000
         recent = self.client.zrangebyscore(self.keys.seen, since_ms, "+inf")
-        return sorted({_s(p) for p in waiting} | {_s(p) for p in recent})
+        return sorted({text(p) for p in waiting} | {text(p) for p in recent})
 
     def stats(self) -> dict[str, Any]:
         """Backlog, dead letters and counters, fleet-wide and per platform."""
@@ -358,7 +361,7 @@ class Records:
         for i, p in enumerate(platforms):
             ready, scheduled, in_flight, circuit, rate = results[5 * i : 5 * i + 5]
             n = int(ready) + int(scheduled) + int(in_flight)
-            circuit = {_s(k): _s(v) for k, v in circuit.items()}
+            circuit = {text(k): text(v) for k, v in circuit.items()}
             backlog += n
             per_platform[p] = {
                 "backlog": n,
@@ -366,7 +369,7 @@ class Records:
                 "circuit_reason": circuit.get("reason") if circuit.get("state") == "open" else None,
                 "rate_per_s": float(rate) if rate else None,
             }
-        dead, counters = results[-2], {_s(k): int(v) for k, v in results[-1].items()}
+        dead, counters = results[-2], {text(k): int(v) for k, v in results[-1].items()}
         dead_by_reason = {k[5:]: v for k, v in counters.items() if k.startswith("dead:")}
         return {
             "backlog": backlog,
@@ -381,7 +384,3 @@ def _min_opt(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     return a if b is None else min(a, b)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value

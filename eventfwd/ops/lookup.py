@@ -8,10 +8,10 @@ enqueued_ms), or the string "1" from older workers (delivered, no details).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.records import Envelope, Records
 from eventfwd.core.vocabulary import TRANSIENT_REASONS
@@ -79,9 +79,9 @@ def find(client: redis.Redis, keys: Keys, event_id: str) -> Found:
             next_ms = int(score) if score is not None else None
         return Found(event_id, envelope=env, next_attempt_ms=next_ms)
     done = keys.done(event_id)
-    kind = _s(client.type(done))
+    kind = text(client.type(done))
     if kind == "hash":
-        h = {_s(k): _s(v) for k, v in client.hgetall(done).items()}
+        h = {text(k): text(v) for k, v in client.hgetall(done).items()}
         return Found(
             event_id,
             delivered=Delivered(
@@ -100,7 +100,3 @@ def find(client: redis.Redis, keys: Keys, event_id: str) -> Found:
 
 def _int(value: str | None) -> int | None:
     return int(float(value)) if value else None
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -32,6 +32,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.latency import PlatformLatency, parse
 from eventfwd.core.settings import Settings
@@ -213,7 +214,7 @@ def read_latency(client: redis.Redis, keys: Keys, pids: list[str]) -> dict[str, 
     for pid in pids:
         pipe.hgetall(keys.hist(pid))
     return {
-        pid: parse({_s(k): _s(v) for k, v in fields.items()})
+        pid: parse({text(k): text(v) for k, v in fields.items()})
         for pid, fields in zip(pids, pipe.execute(), strict=True)
     }
 
@@ -298,7 +299,3 @@ def _buckets(cumulative: list[tuple[float, int]]) -> list[tuple[str, float]]:
 
 def _le(seconds: float) -> str:
     return f"{seconds:g}"
-
-
-def _s(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

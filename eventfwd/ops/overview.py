@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
 from eventfwd.ops.platforms import Pause, read_pauses
@@ -34,7 +35,7 @@ class Overview:
 
 
 def _point(bucket: dict[Any, Any]) -> dict[str, int]:
-    h = {_s(k): int(v) for k, v in bucket.items()}
+    h = {text(k): int(v) for k, v in bucket.items()}
     return {
         "delivered": h.get("delivered", 0),
         "retried": h.get("retried", 0),
@@ -86,7 +87,3 @@ def read_overview(client: redis.Redis, settings: Settings) -> Overview:
         pauses=read_pauses(client, keys, pids),
         redis=info,
     )
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.vocabulary import CircuitReason
@@ -36,7 +36,7 @@ def read_pauses(client: redis.Redis, keys: Keys, platforms: list[str]) -> dict[s
     out = {}
     for pid, raw in zip(platforms, pipe.execute(), strict=True):
         if raw:
-            h = {_s(k): _s(v) for k, v in raw.items()}
+            h = {text(k): text(v) for k, v in raw.items()}
             out[pid] = Pause(h.get("by", "?"), int(float(h.get("at_ms") or 0)), h.get("reason", ""))
     return out
 
@@ -59,7 +59,3 @@ def reset_circuit(ledger: Ledger, platform_id: str) -> bool:
         log.warning("platform=%s circuit closed: reset by an operator", platform_id)
         report_circuit(platform_id=platform_id, opened=False, reason=CircuitReason.RESET)
     return closed
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.records import Records
 from eventfwd.core.settings import Settings
@@ -150,7 +151,7 @@ def snapshot(
         dead_scan_complete=summary.complete,
         queues={settings.queue: int(queue_len), f"{settings.queue}.control": int(control_len)},
         beat=read_beat(client, keys),
-        retention={_s(k): _s(v) for k, v in retention.items()},
+        retention={text(k): text(v) for k, v in retention.items()},
     )
 
 
@@ -175,15 +176,15 @@ def _platform(
         due=int(due),
         in_flight=int(in_flight),
         waiting=int(scheduled) - int(due),
-        cap=float(_s(cap)) if cap else float(settings.concurrency_initial),
-        paused={_s(k): _s(v) for k, v in paused.items()},
+        cap=float(text(cap)) if cap else float(settings.concurrency_initial),
+        paused={text(k): text(v) for k, v in paused.items()},
         counters=_ints(counters),
     )
-    status.circuit = {_s(k): _s(v) for k, v in circuit.items()}
+    status.circuit = {text(k): text(v) for k, v in circuit.items()}
     cfg = settings.platform(pid).rate_limit_per_s
     status.rate_limit_per_s = cfg
     status.rate_per_s = _rate_in_force(cfg, rate, now_ms)
-    paused_until = _int_or_none(_s(rate[2]) if rate[2] else None)
+    paused_until = _int_or_none(text(rate[2]) if rate[2] else None)
     status.paused_until_ms = paused_until if paused_until and paused_until > now_ms else None
     members: list[Any] = []
     for name in sets:
@@ -193,10 +194,10 @@ def _platform(
     for start in range(0, len(members), _CHUNK):
         pipe = client.pipeline(transaction=False)
         for member in members[start : start + _CHUNK]:
-            pipe.hget(keys.event(_s(member)), "event_ms")
+            pipe.hget(keys.event(text(member)), "event_ms")
         for event_ms in pipe.execute():
             if event_ms:
-                ms = int(float(_s(event_ms)))
+                ms = int(float(text(event_ms)))
                 if status.oldest_event_ms is None or ms < status.oldest_event_ms:
                     status.oldest_event_ms = ms
     return status
@@ -206,20 +207,16 @@ def _rate_in_force(cfg: float, rate: list[Any], now_ms: int) -> float:
     """The platform's send rate now: rate.lua's additive recovery towards `cfg`, applied."""
     if not rate[0]:
         return cfg
-    current = float(_s(rate[0]))
+    current = float(text(rate[0]))
     if current >= cfg:  # the workers may be configured with a higher rate than this process
         return current
-    since_ms = float(_s(rate[1])) if rate[1] else float(now_ms)
+    since_ms = float(text(rate[1])) if rate[1] else float(now_ms)
     return min(cfg, current + cfg / 60 * max(0.0, now_ms - since_ms) / 1000)
 
 
 def _ints(h: dict[Any, Any]) -> dict[str, int]:
-    return {_s(k): int(v) for k, v in sorted(h.items())}
+    return {text(k): int(v) for k, v in sorted(h.items())}
 
 
 def _int_or_none(value: str | None) -> int | None:
     return int(float(value)) if value else None
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
