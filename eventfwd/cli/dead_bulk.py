@@ -70,7 +70,7 @@ def _which(sel: Selection) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _dry_run(ctx: Context, sel: Selection, started_ms: int, verb: str) -> None:
+def _dry_run(ctx: Context, sel: Selection, verb: str) -> None:
     records = ctx.records
     if sel.flt is None:
         rows = records.dead_rows(list(sel.ids))
@@ -134,7 +134,7 @@ def dead_replay(
     sel = _selection(ids, select_all, limit, filters)
     started_ms = ctx.records.now_ms()
     if dry_run:
-        _dry_run(ctx, sel, started_ms, "replay")
+        _dry_run(ctx, sel, "replay")
         return
     total = sel.count(ctx.records, until_ms=started_ms)
     pacer = Pacer(ctx.settings.rate_limit_per_s if rate is None else rate)

@@ -142,11 +142,17 @@ class Doctor:
         urls = {u for u in [s.moloco_base_url, *(o.base_url for o in s.platforms.values())] if u}
         if not urls:
             yield Check("moloco", "skip", "no base URL configured")
+            return
         # through the worker's own client: the same CA bundle, proxy and timeouts as deliveries
         client = HttpClient(timeout_s=HTTP_TIMEOUT_S, pool_size=1)
-        for url in sorted(urls):
-            answer, date = client.probe(url + "/")
+        try:
+            yield from self._probe_moloco(client, sorted(urls))
+        finally:
             client.close()
+
+    def _probe_moloco(self, client: HttpClient, urls: list[str]) -> Iterator[Check]:
+        for url in urls:
+            answer, date = client.probe(url + "/")
             if answer.status is None:
                 yield Check("moloco", "fail", f"{url} is unreachable ({answer.message})")
                 continue

@@ -27,6 +27,7 @@ from eventfwd.cli.spool import spool
 from eventfwd.cli.status import circuit, stats
 from eventfwd.cli.web import web
 from eventfwd.core.errors import ConfigError
+from eventfwd.core.launch import celery_argv
 from eventfwd.core.settings import Settings, read_dotenv
 from eventfwd.devkit.dev import dev
 from eventfwd.devkit.sink.command import sink
@@ -69,13 +70,6 @@ def cli(
     except ConfigError as exc:
         fail(f"configuration: {exc}", EXIT_CONFIG)
     ctx.obj = Context(settings)
-
-
-def celery_argv(what: str, *args: str) -> list[str]:
-    """The command line of `celery -A worker WHAT ARGS` with our `worker`, whatever the current
-    directory holds: `-P` keeps it off `sys.path`, and `python -m worker` keeps Celery from
-    putting it back first (see worker/__main__.py)."""
-    return [sys.executable, "-P", "-m", "worker", what, *args]
 
 
 def _celery(args: tuple[str, ...], what: str) -> None:

@@ -9,6 +9,7 @@ import redis
 from prometheus_client import CollectorRegistry, start_http_server
 
 from eventfwd.cli.base import Context, handle_errors, pass_context
+from eventfwd.core.connection import url_host
 from eventfwd.core.settings import Settings
 from eventfwd.ops.metrics import LedgerCollector
 from eventfwd.ops.snapshot import SCAN_LIMIT
@@ -50,7 +51,9 @@ def metrics(ctx: Context, port: int, host: str, cache_seconds: float, scan_limit
     ctx.client.ping()  # fail now, in one line, rather than at the first scrape
     registry = registry_for(ctx.client, ctx.settings, cache_s=cache_seconds, scan_limit=scan_limit)
     server, _thread = start_http_server(port, addr=host, registry=registry)
-    click.echo(f"serving metrics at http://{host}:{server.server_port}/metrics (Ctrl-C stops)")
+    click.echo(
+        f"serving metrics at http://{url_host(host)}:{server.server_port}/metrics (Ctrl-C stops)"
+    )
     try:
         while True:
             time.sleep(3600)

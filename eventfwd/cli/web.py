@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventfwd.cli.base import Context, handle_errors, pass_context
+from eventfwd.core.connection import url_host
 from eventfwd.web.app import create_app
 from eventfwd.web.server import check_bind, make_console_server
 
@@ -28,8 +29,9 @@ def web(ctx: Context, host: str | None, port: int | None, read_only: bool) -> No
     check_bind(settings, host)
     chosen = settings.web_port if port is None else port
     server = make_console_server(create_app(settings, client=ctx.client), host, chosen)
-    shown = f"[{host}]" if ":" in host else host
-    click.echo(f"eventfwd web console on http://{shown}:{server.server_port}/ (Ctrl-C stops)")
+    click.echo(
+        f"eventfwd web console on http://{url_host(host)}:{server.server_port}/ (Ctrl-C stops)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -225,10 +225,7 @@ def _ssl_options(url: str, query: dict[str, str]) -> dict[str, Any]:
     except KeyError:
         raise _bad(url, f"ssl_cert_reqs={raw!r} is not one of required, optional, none") from None
     if "ssl_check_hostname" in query:
-        flag = query["ssl_check_hostname"].lower()
-        if flag not in _TRUE | _FALSE:
-            raise _bad(url, f"ssl_check_hostname={flag!r} is not true or false")
-        options["ssl_check_hostname"] = flag in _TRUE
+        options["ssl_check_hostname"] = _flag(url, query, "ssl_check_hostname", True)
     for key in _SSL_PATHS:
         if key in query:
             if not query[key]:
@@ -394,7 +391,7 @@ def broker_settings(url: str) -> BrokerSettings:
         cfg = sentinel_config(url)
         at = f"{cfg.userinfo}@" if cfg.userinfo else ""
         broker_url = ";".join(
-            f"sentinel://{at}{_host(host)}:{port}/{cfg.db}" for host, port in cfg.hosts
+            f"sentinel://{at}{url_host(host)}:{port}/{cfg.db}" for host, port in cfg.hosts
         )
         transport = {
             "master_name": cfg.master_name,
@@ -415,7 +412,8 @@ def broker_settings(url: str) -> BrokerSettings:
     return BrokerSettings(broker_url, {}, use_ssl)
 
 
-def _host(host: str) -> str:
+def url_host(host: str) -> str:
+    """`host` as a URL writes it: an IPv6 address in brackets."""
     return f"[{host}]" if ":" in host else host
 
 

@@ -25,6 +25,7 @@ import click
 from eventfwd.core.connection import connect
 from eventfwd.core.errors import InvalidEvent
 from eventfwd.core.keys import Keys
+from eventfwd.core.launch import celery_argv
 from eventfwd.core.records import Records
 from eventfwd.core.settings import Settings
 from eventfwd.devkit.localredis import LocalRedis
@@ -96,9 +97,8 @@ def _wait_for_console(url: str, proc: subprocess.Popen[bytes], timeout_s: float 
 
 
 def _celery(what: str, *extra: str) -> list[str]:
-    # `celery -A worker` through worker/__main__.py: a worker.py in the directory `eventfwd dev`
-    # runs from must not stand in for ours (-P: the current directory stays off sys.path)
-    return [sys.executable, "-P", "-m", "worker", what, "--loglevel", "INFO", *extra]
+    # a worker.py in the directory `eventfwd dev` runs from must not stand in for ours
+    return celery_argv(what, "--loglevel", "INFO", *extra)
 
 
 def _progress(records: Records, total: int, timeout_s: float, before: int) -> dict[str, Any]:

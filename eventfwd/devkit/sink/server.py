@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from eventfwd.core.connection import url_host
 from eventfwd.devkit.sink.faults import FaultPlan
 from eventfwd.devkit.sink.protocol import SinkProtocol
 from eventfwd.devkit.sink.routes import SinkApp
@@ -138,8 +139,7 @@ class SinkServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:34567 (the real port once started)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     def start(self) -> SinkServer:
         """Listen on a daemon thread; return once connections are accepted."""
@@ -268,8 +268,7 @@ def run_sink(
             loop.add_signal_handler(signum, stopping.set)
         listener = _Listener(app)
         bound = await listener.open(host, port)
-        shown_host = f"[{host}]" if ":" in host else host
-        announce(f"sink listening on http://{shown_host}:{bound} (api key from {key_source})")
+        announce(f"sink listening on http://{url_host(host)}:{bound} (api key from {key_source})")
         for rule in app.plan.describe():
             log.info("fault rule %s", rule)
         await stopping.wait()
