@@ -64,6 +64,12 @@ local function status_class(status)
   return string.sub(status, 1, 1) .. 'xx'
 end
 
+-- A failed attempt: fleet-wide and per platform, and per platform by status class.
+local function count_failed(p, platform, status, now)
+  count_both(p, platform, 'failed', 1, now)
+  count_platform(p, platform, 'failed:' .. status_class(status), 1, now)
+end
+
 -- Take an event out of whichever of its platform's sets holds it.
 local function unlist(p, platform, id)
   redis.call('ZREM', key(p, 'ready', platform), id)
@@ -116,4 +122,11 @@ local function make_scheduled(p, id, ev, platform, due)
   redis.call('ZREM', key(p, 'ready', platform), id)
   redis.call('ZREM', key(p, 'inflight', platform), id)
   redis.call('ZADD', key(p, 'sched', platform), due, id)
+end
+
+-- Park an event while its platform's circuit is open: scheduled now, and in the backlog lane,
+-- behind live events, once the outage is over.
+local function park(p, id, ev, platform, now)
+  redis.call('HSET', ev, 'lane', 'backlog')
+  make_scheduled(p, id, ev, platform, now)
 end

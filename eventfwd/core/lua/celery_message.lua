@@ -41,3 +41,12 @@ local function publish(p, queue, task, ids, head)
   })
   redis.call(head and 'RPUSH' or 'LPUSH', queue, msg)
 end
+
+-- A wake-up for the fleet when no delivery engine has claimed lately (at most one per wake_ms):
+-- an engine alive claims by itself, so only a fleet without one needs a Celery message.
+local function wake_if_no_engine(p, queue, task, wake_ms, now)
+  if redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
+      and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
+    publish(p, queue, task, {}, true)
+  end
+end

@@ -17,8 +17,7 @@ if ARGV[9] == '1' then
 end
 if ARGV[8] == '1' then
   redis.call('HINCRBY', ev, 'attempts', 1)
-  count_both(p, f[3], 'failed', 1, now)
-  count_platform(p, f[3], 'failed:' .. status_class(ARGV[5]), 1, now)
+  count_failed(p, f[3], ARGV[5], now)
 end
 to_dead(p, id, ev, f[3], reason, ARGV[5], ARGV[6], now)
 if ARGV[9] == '1' then circuit_answered(p, f[3], now) end

@@ -63,9 +63,8 @@ if ready_now then
   local bell = key(p, 'bell')
   if redis.call('LLEN', bell) == 0 then
     redis.call('RPUSH', bell, 1)
-  elseif redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
-      and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
-    publish(p, queue, task, {}, true)
+  else
+    wake_if_no_engine(p, queue, task, wake_ms, now)
   end
 end
 return out

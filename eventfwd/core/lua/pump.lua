@@ -26,8 +26,7 @@ local function reap(id, ev, platform, lane)
     poisoned[#poisoned + 1] = platform
     to_dead(p, id, ev, platform, 'poison', '', 'the worker holding it died ' .. n .. ' times', now)
   elseif circuit_is_open(p, platform) then
-    redis.call('HSET', ev, 'lane', 'backlog')
-    make_scheduled(p, id, ev, platform, now)
+    park(p, id, ev, platform, now)
   else
     make_ready(p, id, ev, platform, lane, now)
     return true
@@ -59,8 +58,7 @@ for _, platform in ipairs(redis.call('SMEMBERS', key(p, 'platforms'))) do
     for _, id in ipairs(redis.call('ZRANGE', ready, 0, limit - 1)) do
       if id ~= probe then
         local ev = key(p, 'ev', id)
-        redis.call('HSET', ev, 'lane', 'backlog')
-        make_scheduled(p, id, ev, platform, now)
+        park(p, id, ev, platform, now)
       end
     end
     if circuit_probe_due(p, platform, now) then
@@ -108,8 +106,5 @@ end
 
 -- operators' views list platforms seen in the last days; forget the long silent ones
 redis.call('ZREMRANGEBYSCORE', key(p, 'seen'), '-inf', now - 30 * 86400000)
-if any_ready and redis.call('ZCOUNT', key(p, 'engines'), '(' .. now, '+inf') == 0
-    and redis.call('SET', key(p, 'wake'), 1, 'NX', 'PX', wake_ms) then
-  publish(p, queue, task, {}, true)
-end
+if any_ready then wake_if_no_engine(p, queue, task, wake_ms, now) end
 return {out.moved, out.reaped, out.poisoned, out.probes, out.more, poisoned}

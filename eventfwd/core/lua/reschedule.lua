@@ -36,8 +36,7 @@ if kind == 'throttled' then
   return {'retry', 0}
 end
 
-count_both(p, platform, 'failed', 1, now)
-count_platform(p, platform, 'failed:' .. status_class(status), 1, now)
+count_failed(p, platform, status, now)
 local opened = 0
 if kind == 'blocked' then
   opened = circuit_open(p, platform, reason, probe_ms, status, message, now)
@@ -48,8 +47,7 @@ end
 
 if circuit_is_open(p, platform) then
   -- parked: the pump leaves an open platform alone but for one probe per probe interval
-  redis.call('HSET', ev, 'lane', 'backlog')
-  make_scheduled(p, id, ev, platform, now)
+  park(p, id, ev, platform, now)
   count_both(p, platform, 'parked', 1, now)
   return {'parked', opened}
 end
