@@ -16,19 +16,19 @@ from typing import Any
 import click
 
 from eventfwd.core.records import DEAD_REASONS, DeadFilter
+from eventfwd.core.schema.models import CONTROL_CHARS
 from eventfwd.ops.timefmt import ago, iso, now_ms, parse_when, span
 
 __all__ = ["ago", "iso", "now_ms", "parse_when", "printable", "span"]
 
 # C0 and C1 controls and Unicode line breaks: escape codes and forged lines must not reach the
 # operator's terminal from an id, a message or an imported record.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def printable(text: object, *, keep_newlines: bool = False) -> str:
     """`text` with control characters written as escapes (`\\x1b`), fit for a terminal."""
-    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
+    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else CONTROL_CHARS
     return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -23,7 +22,7 @@ from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import script_source
 from eventfwd.core.records import DEAD_REASONS, Envelope
 from eventfwd.core.schema import MAX_EVENT_BYTES, validate_event, validate_platform_id
-from eventfwd.core.schema.models import MAX_ID_CHARS
+from eventfwd.core.schema.models import CONTROL_CHARS, MAX_ID_CHARS
 from eventfwd.core.schema.validate import size_guard
 from eventfwd.core.settings import Settings
 
@@ -32,7 +31,6 @@ IMPORT_BATCH = 200
 # show`), counts far above any real attempt or replay count.
 MAX_EPOCH_MS = 253_402_300_799_999
 MAX_COUNT = 1_000_000
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 HISTORY_MAX_CHARS = 8192  # as `add_history` in core/lua/_lib.lua keeps it
 
 # import.lua's answer per record
@@ -166,7 +164,7 @@ def parse_record(
     event_id, event = record.get("id"), record.get("event")
     if not isinstance(event_id, str) or not event_id:
         problems.append("id: required, a non-empty string")
-    elif len(event_id) > MAX_ID_CHARS or _CONTROL.search(event_id):
+    elif len(event_id) > MAX_ID_CHARS or CONTROL_CHARS.search(event_id):
         problems.append(f"id: at most {MAX_ID_CHARS} characters, no control characters")
     try:
         platform_id = validate_platform_id(record.get("platform_id"))

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from eventfwd.core.errors import FieldError
-from eventfwd.core.schema.models import Event, EventDevice, EventItem, Money, kind
+from eventfwd.core.schema.models import CONTROL_CHARS, Event, EventDevice, EventItem, Money, kind
 
 # Tuned on lists of real typos and real extra fields (see tests/unit/test_schema.py): typos score
 # 0.88 and up (`item` for `items`), extras must stay below: `device.sdk_version` scores 0.857
@@ -114,9 +114,6 @@ def suggestion(level_name: str, key: str) -> str | None:
     return f"'{close[0]}'" if close else None
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 def shown_key(key: str) -> str:
     """`key` fit for an error path: escaped when UTF-8 cannot carry it or it holds controls.
 
@@ -127,7 +124,7 @@ def shown_key(key: str) -> str:
         key.encode("utf-8")
     except UnicodeEncodeError:
         return key.encode("unicode_escape").decode("ascii")
-    return key.encode("unicode_escape").decode("ascii") if _CONTROL.search(key) else key
+    return key.encode("unicode_escape").decode("ascii") if CONTROL_CHARS.search(key) else key
 
 
 def _unencodable_key(key: str) -> bool:

@@ -72,6 +72,9 @@ CURRENCIES = (
 )
 
 MAX_ID_CHARS = 128
+# C0 and C1 controls and the Unicode line breaks: text holding one could forge log lines or
+# drive an operator's terminal (ids and keys are logged, and shown in `dead list`).
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 INT32_MAX = 2**31 - 1
 # 10**12 ms is September 2001, while 10**12 s is the year 33658: anything below is surely
 # seconds (or far older than any event worth sending). The sink uses the same boundary.

@@ -28,6 +28,7 @@ from eventfwd.core.errors import FieldError, InvalidEvent
 from eventfwd.core.schema import fast as schema_fast
 from eventfwd.core.schema.clean import LEVELS, MAX_DEPTH, clean
 from eventfwd.core.schema.models import (
+    CONTROL_CHARS,
     EVENT_TYPES,
     MAX_FUTURE_MS,
     MAX_ID_CHARS,
@@ -55,9 +56,6 @@ ITEM_EVENT_TYPES = frozenset({"ITEM_PAGE_VIEW", "ADD_TO_CART", "ADD_TO_WISHLIST"
 _EVENT_TYPE_SET = frozenset(EVENT_TYPES)
 _PLATFORM_ID = re.compile(r"[A-Za-z0-9._~-]+")
 _EVENT = LEVELS["event"]
-# C0 and C1 controls and the Unicode line breaks: an id holding one could forge log lines or
-# drive an operator's terminal (ids are logged and shown in `dead list`).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +269,7 @@ def check_stored(event_id: object, platform_id: object, body: object) -> None:
     errors: list[FieldError] = []
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_ID_CHARS:
         errors.append(FieldError("id", "type", f"must be 1-{MAX_ID_CHARS} characters of text"))
-    elif _CONTROL.search(event_id):
+    elif CONTROL_CHARS.search(event_id):
         errors.append(FieldError("id", "control_characters", "must not hold control characters"))
     if not isinstance(body, str) or not (body.startswith("{") and body.endswith("}")):
         errors.append(FieldError("", "type", "the body must be a JSON object's text"))
@@ -320,7 +318,7 @@ def _rule_errors(raw: dict[str, Any]) -> list[FieldError]:
     """
     found: list[FieldError] = []
     event_id = raw.get("id")
-    if isinstance(event_id, str) and _CONTROL.search(event_id):
+    if isinstance(event_id, str) and CONTROL_CHARS.search(event_id):
         found.append(
             FieldError(
                 "id",
