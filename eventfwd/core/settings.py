@@ -25,9 +25,6 @@ from eventfwd.core.connection import check_url, redact_url
 from eventfwd.core.errors import ConfigError, InvalidEvent
 
 PREFIX = "EVENTFWD_"
-_PLATFORM_RE = re.compile(
-    r"^EVENTFWD_PLATFORM_([A-Z0-9_]+?)_(BASE_URL|API_KEY|RATE_LIMIT_PER_SECOND)$"
-)
 _DAY_S = 86_400.0
 
 
@@ -161,6 +158,14 @@ def _redis_url(name: str, raw: str) -> str:
 
 
 # variable suffix -> (attribute, parser). Units are in the attribute names.
+# EVENTFWD_PLATFORM_<KEY>_<NAME>: the PlatformOverride attribute each sets, and its parser.
+_PLATFORM_FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "BASE_URL": ("base_url", _HTTP),
+    "API_KEY": ("api_key", _text),
+    "RATE_LIMIT_PER_SECOND": ("rate_limit_per_s", _positive_float),
+}
+_PLATFORM_RE = re.compile(rf"^EVENTFWD_PLATFORM_([A-Z0-9_]+?)_({'|'.join(_PLATFORM_FIELDS)})$")
+
 _FIELDS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "MOLOCO_BASE_URL": ("moloco_base_url", _HTTP),
@@ -285,13 +290,8 @@ class Settings:
             match = _PLATFORM_RE.match(name)
             if match:
                 key, what = match.groups()
-                parsed: Any = {
-                    "BASE_URL": _HTTP,
-                    "API_KEY": _text,
-                    "RATE_LIMIT_PER_SECOND": _positive_float,
-                }[what](name, raw)
-                attr = {"BASE_URL": "base_url", "API_KEY": "api_key"}.get(what, "rate_limit_per_s")
-                overrides.setdefault(key, {})[attr] = parsed
+                attr, parse = _PLATFORM_FIELDS[what]
+                overrides.setdefault(key, {})[attr] = parse(name, raw)
                 continue
             known = [PREFIX + s for s in _FIELDS]
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
@@ -343,12 +343,8 @@ class Settings:
             if key not in owners:
                 what = next(
                     name
-                    for name, value in (
-                        ("BASE_URL", override.base_url),
-                        ("API_KEY", override.api_key),
-                        ("RATE_LIMIT_PER_SECOND", override.rate_limit_per_s),
-                    )
-                    if value is not None
+                    for name, (attr, _) in _PLATFORM_FIELDS.items()
+                    if getattr(override, attr) is not None
                 )
                 raise ConfigError(
                     f"EVENTFWD_PLATFORM_{key}_{what} is set, but no platform of "
