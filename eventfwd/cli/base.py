@@ -14,6 +14,7 @@ Expected failures are one line on stderr, `eventfwd: ...`, and one of these exit
 from __future__ import annotations
 
 import functools
+import getpass
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ class Context:
     @property
     def records(self) -> Records:
         return Records(self.client, self.ledger.keys)
+
+
+def operator() -> str:
+    """Who acts, for the audit trail: `cli:<user>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in this environment (a container without /etc/passwd)
+        return "cli"
 
 
 def fail(message: str, code: int) -> NoReturn:

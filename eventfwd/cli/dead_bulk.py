@@ -18,10 +18,12 @@ from eventfwd.cli.base import (
     Context,
     fail,
     handle_errors,
+    operator,
     pass_context,
 )
 from eventfwd.cli.format import describe, filter_options, make_filter, progress
 from eventfwd.core.records import DeadFilter
+from eventfwd.ops.audit import record_action
 from eventfwd.ops.bulk import BulkResult, Pacer, Selection, purge_action, replay_action, run_pages
 from worker.retention import enforce_retention
 
@@ -68,6 +70,16 @@ def _which(sel: Selection) -> str:
     if sel.limit:
         parts.append(f"the oldest {sel.limit}")
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def _audit(kind: str, sel: Selection, result: BulkResult, note: str = "") -> None:
+    """On the audit trail like the console's bulk jobs: what was selected, how it ended."""
+    if sel.flt is None:
+        what = f"{len(sel.ids)} id(s) given"
+    else:
+        what = _which(sel)[2:-1] or "every dead letter"
+    what += "; interrupted" if result.interrupted else "; done"
+    record_action(f"dead.{kind}", by=operator(), count=result.done, what=what + note, source="cli")
 
 
 def _dry_run(ctx: Context, sel: Selection, verb: str) -> None:
@@ -147,6 +159,7 @@ def dead_replay(
             started_ms=started_ms,
             on_page=bar.update,
         )
+    _audit("replay", sel, result)
     message = f"replayed {result.done} dead letter(s){_which(sel)}"
     if result.skipped:
         message += f"; {result.skipped} skipped (not dead letters)"
@@ -214,6 +227,7 @@ def dead_purge(
     finally:
         if out is not None:
             out.close()
+        _audit("purge", sel, result, f"; exported to {export_path}" if export_path else "")
     message = f"purged {result.done} dead letter(s){_which(sel)}"
     if export_path:
         message += f", after writing {result.exported} to {export_path}"

@@ -6,7 +6,6 @@ they drain at its rate. Each action is logged and reported like the console's.
 
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
@@ -16,18 +15,11 @@ from eventfwd.cli.base import (
     Context,
     fail,
     handle_errors,
+    operator,
     pass_context,
 )
 from eventfwd.cli.format import ago, table
 from eventfwd.ops import platforms
-from eventfwd.ops.audit import record_action
-
-
-def _operator() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in this environment (a container without /etc/passwd)
-        return "cli"
 
 
 @click.group()
@@ -51,10 +43,7 @@ def _known(ctx: Context, platform_id: str) -> None:
 def platform_pause(ctx: Context, platform_id: str, reason: str) -> None:
     """Stop sending PLATFORM's events; they are kept until `platform resume`."""
     _known(ctx, platform_id)
-    changed = platforms.pause(ctx.ledger, platform_id, by=_operator(), reason=reason)
-    record_action(
-        "platform.pause", by=_operator(), count=int(changed), what=platform_id, source="cli"
-    )
+    changed = platforms.pause(ctx.ledger, platform_id, by=operator(), source="cli", reason=reason)
     click.echo(
         f"paused {platform_id}: its events are kept and not sent"
         if changed
@@ -69,10 +58,7 @@ def platform_pause(ctx: Context, platform_id: str, reason: str) -> None:
 def platform_resume(ctx: Context, platform_id: str) -> None:
     """Send PLATFORM's events again; the backlog drains at its rate."""
     _known(ctx, platform_id)
-    changed = platforms.resume(ctx.ledger, platform_id, by=_operator())
-    record_action(
-        "platform.resume", by=_operator(), count=int(changed), what=platform_id, source="cli"
-    )
+    changed = platforms.resume(ctx.ledger, platform_id, by=operator(), source="cli")
     click.echo(
         f"resumed {platform_id}: its events drain at its rate"
         if changed

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from eventfwd.cli.base import EXIT_NOT_FOUND, Context, fail, handle_errors, pass_context
+from eventfwd.cli.base import (
+    EXIT_NOT_FOUND,
+    Context,
+    fail,
+    handle_errors,
+    operator,
+    pass_context,
+)
 from eventfwd.cli.format import ago, iso, span, table
 from eventfwd.core.connection import redact_url, text
 from eventfwd.ops import platforms
@@ -210,7 +217,10 @@ def circuit_reset(ctx: Context, platform: str | None) -> None:
     if platform and platform not in known:
         fail(f"unknown platform {platform} (known: {', '.join(known) or 'none'})", EXIT_NOT_FOUND)
     targets = [platform] if platform else known
-    closed = [pid for pid in targets if platforms.reset_circuit(ctx.ledger, pid)]
+    by = operator()
+    closed = [
+        pid for pid in targets if platforms.reset_circuit(ctx.ledger, pid, by=by, source="cli")
+    ]
     click.echo(
         f"closed the circuit of {len(closed)} platform(s) ({len(targets) - len(closed)} were not "
         "open); parked events drain at the platform's rate"

@@ -1,6 +1,7 @@
 """Every operator action, logged with who, what and how many, and reported to Sentry.
 
-Shared by the console and the CLI's platform commands. The log line is the audit trail
+Called by the ops models (platform pause, resume, circuit reset) and by the bulk dead-letter
+actions of both front ends. The log line is the audit trail
 (`eventfwd.audit` logger, INFO); Sentry gets an info event grouped by action when it is on.
 """
 

@@ -16,6 +16,7 @@ from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.vocabulary import CircuitReason
+from eventfwd.ops.audit import record_action
 from worker.observability import report_circuit
 
 log = logging.getLogger(__name__)
@@ -41,21 +42,39 @@ def read_pauses(client: redis.Redis, keys: Keys, platforms: list[str]) -> dict[s
     return out
 
 
-def pause(ledger: Ledger, platform_id: str, *, by: str, reason: str = "") -> bool:
+# Each action is recorded on the audit trail here, whichever front end (`source`) asked.
+
+
+def pause(ledger: Ledger, platform_id: str, *, by: str, source: str, reason: str = "") -> bool:
     """Pause a platform; True when it was not paused."""
-    return ledger.pause_platform(platform_id, by=by, reason=reason)
+    changed = ledger.pause_platform(platform_id, by=by, reason=reason)
+    _audit("pause", platform_id, changed, by, source)
+    return changed
 
 
-def resume(ledger: Ledger, platform_id: str, *, by: str) -> bool:
+def resume(ledger: Ledger, platform_id: str, *, by: str, source: str) -> bool:
     """Resume a paused platform; True when it was paused."""
-    return ledger.resume_platform(platform_id, by=by)
+    changed = ledger.resume_platform(platform_id, by=by)
+    _audit("resume", platform_id, changed, by, source)
+    return changed
 
 
-def reset_circuit(ledger: Ledger, platform_id: str) -> bool:
+def reset_circuit(ledger: Ledger, platform_id: str, *, by: str, source: str) -> bool:
     """Close a platform's circuit (its parked events drain at its rate), reported like an
     automatic close; True when it was open."""
     closed = ledger.reset_circuit(platform_id)
     if closed:
         log.warning("platform=%s circuit closed: reset by an operator", platform_id)
         report_circuit(platform_id=platform_id, opened=False, reason=CircuitReason.RESET)
+    _audit("reset", platform_id, closed, by, source)
     return closed
+
+
+def _audit(action: str, platform_id: str, changed: bool, by: str, source: str) -> None:
+    record_action(
+        f"platform.{action}",
+        by=by,
+        count=int(changed),
+        what=f"platform {platform_id}",
+        source=source,
+    )

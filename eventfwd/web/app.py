@@ -312,19 +312,17 @@ class Console:
             return text(f"unknown platform {pid!r}", 404)
         who = self.guard.who(req)
         if action == "pause":
-            changed = platforms.pause(self.ledger, pid, by=who, reason=req.form.get("reason", ""))
+            reason = req.form.get("reason", "")
+            changed = platforms.pause(self.ledger, pid, by=who, source="web", reason=reason)
             note = "paused" if changed else "already"
         elif action == "resume":
-            changed = platforms.resume(self.ledger, pid, by=who)
+            changed = platforms.resume(self.ledger, pid, by=who, source="web")
             note = "resumed" if changed else "already"
         elif action == "reset":
-            changed = platforms.reset_circuit(self.ledger, pid)
+            changed = platforms.reset_circuit(self.ledger, pid, by=who, source="web")
             note = "reset" if changed else "already"
         else:
             return text("not found", 404)
-        record_action(
-            f"platform.{action}", by=who, count=int(changed), what=f"platform {pid}", source="web"
-        )
         return redirect(req.url("/", note=note, platform=pid))
 
     # -- login, static -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ replay, platform pause, delivered lookup and next attempt times."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -58,21 +59,32 @@ def test_dead_stats_by_message_counts_each_message(
     }
 
 
+def audit_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "eventfwd.audit"]
+
+
 def test_dead_purge_by_message_deletes_only_those(
-    redis_url: str, messages: dict[str, str], rclient: redis.Redis
+    redis_url: str, messages: dict[str, str], rclient: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="eventfwd.audit")
     result = run(redis_url, "dead", "purge", "--message", "PAGE_ID", "--yes")
     assert result.exit_code == 0 and "purged 2" in result.output, result.output
     assert rclient.zrange("eventfwd:dead", 0, -1) == [messages["c"]]
+    # on the audit trail like the console's purge
+    [line] = audit_lines(caplog)
+    assert "action=dead.purge" in line and "count=2 source=cli" in line and "PAGE_ID" in line
 
 
 def test_dead_replay_takes_ids_from_stdin(
-    redis_url: str, messages: dict[str, str], rclient: redis.Redis
+    redis_url: str, messages: dict[str, str], rclient: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="eventfwd.audit")
     text = f"# from a ticket\n{messages['a']}\n\n{messages['c']} other rejected\n"
     result = run(redis_url, "dead", "replay", "--ids-from", "-", "--rate", "0", input=text)
     assert result.exit_code == 0 and "replayed 2" in result.output, result.output
     assert rclient.zrange("eventfwd:dead", 0, -1) == [messages["b"]]
+    [line] = audit_lines(caplog)
+    assert "action=dead.replay" in line and "count=2 source=cli what=2 id(s) given" in line
 
 
 def test_dead_import_with_replay_schedules_what_it_imported(
@@ -138,13 +150,18 @@ def test_a_paused_platform_shows_in_status_stats_doctor_and_metrics(
 
 
 def test_platform_pause_and_resume_change_the_ledger(
-    redis_url: str, settings: Settings, rclient: redis.Redis
+    redis_url: str, settings: Settings, rclient: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="eventfwd.audit")
     EventProducer(settings=settings).enqueue("acme", example_events()[1])
     assert "paused acme" in run(redis_url, "platform", "pause", "acme").output
     assert rclient.exists("eventfwd:pause:acme")
     assert "resumed acme" in run(redis_url, "platform", "resume", "acme").output
     assert not rclient.exists("eventfwd:pause:acme")
+    assert "closed the circuit of 0" in run(redis_url, "circuit", "reset", "acme").output
+    actions = [line.split()[1] for line in audit_lines(caplog)]
+    assert actions == ["action=platform.pause", "action=platform.resume", "action=platform.reset"]
+    assert all("source=cli what=platform acme" in line for line in audit_lines(caplog))
 
 
 def test_platform_pause_of_an_unknown_platform_exits_4(redis_url: str) -> None:
