@@ -33,7 +33,7 @@ from eventfwd.core.lock import read_holder
 from eventfwd.core.overrides import OverrideOwners
 from eventfwd.core.records import Records
 from eventfwd.core.settings import Settings, platform_env_key
-from eventfwd.ops.platforms import read_pauses
+from eventfwd.ops.platforms import pauses_of
 from eventfwd.ops.snapshot import snapshot
 from worker.beat import beat_lock_key
 from worker.heartbeat import read_beat
@@ -297,9 +297,7 @@ class Doctor:
                 f"no delivery engine has claimed in the last {ENGINE_TTL_MS // 1000}s"
                 + (f" and {ready} event(s) are ready: is a worker running?" if ready else ""),
             )
-        pauses = read_pauses(
-            self.client, Keys(self.settings.key_prefix), [p.platform_id for p in snap.platforms]
-        )
+        pauses = pauses_of(snap.platforms)
         for pid, pause in sorted(pauses.items()):
             since = span((snap.now_ms - pause.at_ms) / 1000)
             why = f": {pause.reason}" if pause.reason else ""

@@ -133,14 +133,11 @@ def stats(
     try:
         while True:
             snap = snapshot(ctx.client, ctx.settings, scan_limit=scan_limit)
-            pauses = platforms.read_pauses(
-                ctx.client, ctx.ledger.keys, [p.platform_id for p in snap.platforms]
-            )
+            pauses = platforms.pauses_of(snap.platforms)
             if as_json:
                 doc = snap.as_dict()
                 for pid, d in doc["platforms"].items():
                     pause = pauses.get(pid)
-                    d.setdefault("paused", pause is not None)
                     d["paused_by"] = pause.by if pause else None
                     d["paused_at"] = pause.at_ms if pause else None
                 click.echo(json.dumps(doc) if watch else json.dumps(doc, indent=2, sort_keys=True))

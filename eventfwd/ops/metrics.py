@@ -37,6 +37,7 @@ from eventfwd.core.keys import Keys
 from eventfwd.core.latency import PlatformLatency, parse
 from eventfwd.core.settings import Settings
 from eventfwd.core.vocabulary import Counter
+from eventfwd.ops.platforms import parse_pause
 from eventfwd.ops.snapshot import SCAN_LIMIT, FleetStatus, PlatformStatus, snapshot
 
 P, S = ("platform",), ("platform", "status_class")
@@ -265,7 +266,8 @@ def _platform_counters(p: PlatformStatus, add: _Add) -> None:
 
 def _platform_state(snap: FleetStatus, p: PlatformStatus, add: _Add) -> None:
     pid = p.platform_id
-    paused_ms = int(float(p.paused.get("at_ms") or 0)) if p.paused else None
+    pause = parse_pause(p.paused)
+    paused_ms = pause.at_ms if pause else None
     for state in STATES:
         add("eventfwd_backlog_events", (pid, state), getattr(p, state))
     if p.oldest_event_ms:

@@ -14,7 +14,7 @@ import redis
 from eventfwd.core.connection import text
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
-from eventfwd.ops.platforms import Pause, read_pauses
+from eventfwd.ops.platforms import Pause, pauses_of
 from eventfwd.ops.snapshot import FleetStatus, snapshot
 from worker.persistence import persistence_problems
 
@@ -84,6 +84,6 @@ def read_overview(client: redis.Redis, settings: Settings) -> Overview:
         total=total,
         per_platform=per_platform,
         last_hour=last_hour,
-        pauses=read_pauses(client, keys, pids),
+        pauses=pauses_of(snap.platforms),
         redis=info,
     )

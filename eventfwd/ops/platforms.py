@@ -8,7 +8,9 @@ state is the hash `{p}:pause:{platform}` (by, at_ms, reason), read here for peop
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -17,6 +19,7 @@ from eventfwd.core.keys import Keys
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.vocabulary import CircuitReason
 from eventfwd.ops.audit import record_action
+from eventfwd.ops.snapshot import PlatformStatus
 from worker.observability import report_circuit
 
 log = logging.getLogger(__name__)
@@ -29,17 +32,27 @@ class Pause:
     reason: str
 
 
+def parse_pause(raw: Mapping[Any, Any]) -> Pause | None:
+    """A `{p}:pause:{platform}` hash as read (bytes or text); None when not paused."""
+    if not raw:
+        return None
+    h = {text(k): text(v) for k, v in raw.items()}
+    return Pause(h.get("by", "?"), int(float(h.get("at_ms") or 0)), h.get("reason", ""))
+
+
+def pauses_of(platforms: Iterable[PlatformStatus]) -> dict[str, Pause]:
+    """The pauses a snapshot already read (no round trip)."""
+    found = {p.platform_id: parse_pause(p.paused) for p in platforms}
+    return {pid: pause for pid, pause in found.items() if pause is not None}
+
+
 def read_pauses(client: redis.Redis, keys: Keys, platforms: list[str]) -> dict[str, Pause]:
     """The paused platforms among `platforms` (one round trip)."""
     pipe = client.pipeline(transaction=False)
     for pid in platforms:
         pipe.hgetall(keys.pause(pid))
-    out = {}
-    for pid, raw in zip(platforms, pipe.execute(), strict=True):
-        if raw:
-            h = {text(k): text(v) for k, v in raw.items()}
-            out[pid] = Pause(h.get("by", "?"), int(float(h.get("at_ms") or 0)), h.get("reason", ""))
-    return out
+    found = {pid: parse_pause(raw) for pid, raw in zip(platforms, pipe.execute(), strict=True)}
+    return {pid: pause for pid, pause in found.items() if pause is not None}
 
 
 # Each action is recorded on the audit trail here, whichever front end (`source`) asked.
