@@ -167,8 +167,11 @@ def circuit() -> None:
 def circuit_status(ctx: Context, as_json: bool) -> None:
     """Show every platform's circuit: state, reason, opened, next probe, failures."""
     rows: list[dict[str, Any]] = []
-    for pid in ctx.records.platforms():
-        raw: dict[Any, Any] = ctx.client.hgetall(ctx.ledger.keys.circuit(pid))
+    known = ctx.records.platforms()
+    pipe = ctx.client.pipeline(transaction=False)
+    for pid in known:
+        pipe.hgetall(ctx.ledger.keys.circuit(pid))
+    for pid, raw in zip(known, pipe.execute(), strict=True):
         c = {text(k): text(v) for k, v in raw.items()}
         is_open = c.get("state") == "open"
         rows.append(

@@ -186,10 +186,14 @@ def _platform(
     status.rate_per_s = _rate_in_force(cfg, rate, now_ms)
     paused_until = _int_or_none(text(rate[2]) if rate[2] else None)
     status.paused_until_ms = paused_until if paused_until and paused_until > now_ms else None
-    members: list[Any] = []
-    for name in sets:
-        if len(members) < scan_limit:
-            members += client.zrange(name, 0, scan_limit - len(members) - 1)
+    # the first `scan_limit` members across the three sets, in one round trip (their sizes known)
+    pipe = client.pipeline(transaction=False)
+    left = scan_limit
+    for name, size in zip(sets, (int(ready), int(scheduled), int(in_flight)), strict=True):
+        if left > 0 and size > 0:
+            pipe.zrange(name, 0, left - 1)
+            left -= min(size, left)
+    members: list[Any] = [m for page in pipe.execute() for m in page][:scan_limit]
     status.scan_complete = len(members) >= status.backlog
     for start in range(0, len(members), _CHUNK):
         pipe = client.pipeline(transaction=False)

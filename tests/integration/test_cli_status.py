@@ -65,6 +65,11 @@ def test_stats_json_splits_the_backlog_by_state_and_gives_the_oldest_age(
     assert (now["enqueued"], now["failed"], now["retried"]) == (4, 2, 2)
     assert stats["counters"]["enqueued"] == 4 and "eventfwd" in stats["queues"]  # wake-ups only
 
+    # a scan limit below the backlog: counts stay exact, the oldest age is from what was read
+    partial = json.loads(run(redis_url, "stats", "--json", "--scan-limit", "2").output)
+    assert (partial["backlog"], partial["scan_complete"]) == (4, False)
+    assert 0 < partial["oldest_pending_age_s"] < 60
+
 
 def test_stats_text_reads_as_a_summary_with_a_platform_table(
     redis_url: str, backlog: dict[str, str], rclient: redis.Redis
