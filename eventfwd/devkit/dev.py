@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from eventfwd.core.keys import Keys
 from eventfwd.core.launch import celery_argv
 from eventfwd.core.records import Records
 from eventfwd.core.settings import Settings
+from eventfwd.devkit.localprocess import ChildProcess, wait_for
 from eventfwd.devkit.localredis import LocalRedis
 from eventfwd.devkit.samples import invalid_samples, sample_events
 from producers import EventProducer
@@ -53,24 +53,13 @@ def _env(redis_url: str, sink_url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def managed_process(
-    args: list[str], env: dict[str, str], log: Path, *, cwd: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process we started, stopped (SIGTERM, then SIGKILL) by its own pid."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+def managed_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[ChildProcess]:
+    """A child process we started, stopped with its whole process group (pool children too)."""
+    child = ChildProcess(log.stem, args, env, log, cwd=Path.cwd()).start()
     try:
-        yield proc
+        yield child
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        child.stop(20)
 
 
 def _console_port(wanted: int) -> int:
@@ -85,15 +74,20 @@ def _console_port(wanted: int) -> int:
     raise OSError("no free port on 127.0.0.1")
 
 
-def _wait_for_console(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 15) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
+def _wait_for_console(url: str, proc: ChildProcess, timeout_s: float = 15) -> bool:
+    def answers() -> bool:
+        if not proc.alive():
+            raise OSError("the console exited")
         try:
             with urllib.request.urlopen(url + "static/console.css", timeout=1):
                 return True
         except OSError:
-            time.sleep(0.2)
-    return False
+            return False
+
+    try:
+        return wait_for(answers, timeout_s, "the console", step_s=0.2)
+    except OSError:  # exited, or the wait timed out (TimeoutError is an OSError)
+        return False
 
 
 def _celery(what: str, *extra: str) -> list[str]:
