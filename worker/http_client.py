@@ -105,18 +105,11 @@ class HttpClient:
             self._routes[url] = manager
         return manager
 
-    def post(self, url: str, api_key: str, body: str) -> Response:
-        """POST `body` (JSON) to `url`; connection failures and timeouts answer status None."""
-        started = time.monotonic()
+    def _open(self, method: str, url: str, started: float, **kwargs: Any) -> Any:
+        """The urllib3 response, or a status-None `Response` (timeout, failed connection)."""
         try:
-            r = self._manager(url).urlopen(
-                "POST",
-                url,
-                body=body.encode(),
-                headers={"x-api-key": api_key, "Content-Type": "application/json"},
-                redirect=False,
-                retries=False,
-                preload_content=False,
+            return self._manager(url).urlopen(
+                method, url, redirect=False, retries=False, preload_content=False, **kwargs
             )
         except TimeoutError as exc:
             # urllib3 files a refused or unresolvable connection under ConnectTimeoutError too.
@@ -125,6 +118,19 @@ class HttpClient:
             return _connection_error(exc, started)
         except (HTTPError, OSError) as exc:
             return _connection_error(exc, started)
+
+    def post(self, url: str, api_key: str, body: str) -> Response:
+        """POST `body` (JSON) to `url`; connection failures and timeouts answer status None."""
+        started = time.monotonic()
+        r = self._open(
+            "POST",
+            url,
+            started,
+            body=body.encode(),
+            headers={"x-api-key": api_key, "Content-Type": "application/json"},
+        )
+        if isinstance(r, Response):
+            return r
         # The status line is the answer: a 200 whose body then breaks off was still accepted,
         # and resending it would only make a duplicate.
         text = _read_capped(r, started + self._deadline_s)
@@ -138,16 +144,9 @@ class HttpClient:
     def probe(self, url: str) -> tuple[Response, str | None]:
         """GET `url` once (`eventfwd doctor`): the answer, and the server's `Date` header."""
         started = time.monotonic()
-        try:
-            r = self._manager(url).urlopen(
-                "GET", url, redirect=False, retries=False, preload_content=False
-            )
-        except TimeoutError as exc:
-            if not isinstance(exc, NewConnectionError):
-                return Response(None, "timeout", None, _ms_since(started)), None
-            return _connection_error(exc, started), None
-        except (HTTPError, OSError) as exc:
-            return _connection_error(exc, started), None
+        r = self._open("GET", url, started)
+        if isinstance(r, Response):
+            return r, None
         try:
             r.drain_conn()
         finally:
