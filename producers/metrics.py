@@ -9,8 +9,8 @@
 Only this module needs prometheus-client (the app's own); `producers` never imports it.
 Enqueue latency is observed in the web process, so it is served there: the fleet's exporter
 (`eventfwd metrics`) cannot see it. Under gunicorn or uwsgi with several processes, use
-prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the histogram below is a
-plain `prometheus_client.Histogram`, which that mode aggregates across processes. The spool's
+prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR): the histogram and the counter
+below are plain `prometheus_client` ones, which that mode aggregates across processes. The spool's
 figures are read from its directory at each scrape (one per host, whatever the processes).
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from producers.base import ProducerBase
@@ -64,7 +64,11 @@ class ProducerMetrics(Collector):
         self.duration = Histogram(
             name, FAMILIES[name][2], ["outcome"], buckets=ENQUEUE_BUCKETS_S, registry=None
         )
-        self._events = {"ok": 0, "error": 0}
+        name = "eventfwd_producer_enqueued_events_total"
+        # prometheus-client adds the _total itself
+        self.events = Counter(name[: -len("_total")], FAMILIES[name][2], ["outcome"], registry=None)
+        for outcome in ("ok", "error"):
+            self.events.labels(outcome)  # both shown from the start, at 0
         producer.observe_enqueues(self._observe)
 
     def register(self, registry: CollectorRegistry) -> ProducerMetrics:
@@ -74,15 +78,11 @@ class ProducerMetrics(Collector):
     def _observe(self, duration_s: float, events: int, ok: bool) -> None:
         outcome = "ok" if ok else "error"
         self.duration.labels(outcome).observe(duration_s)
-        self._events[outcome] += events  # one int add under the GIL: no lock needed
+        self.events.labels(outcome).inc(events)
 
     def collect(self) -> Iterator[Metric]:
         yield from self.duration.collect()
-        name = "eventfwd_producer_enqueued_events_total"
-        events = CounterMetricFamily(name, FAMILIES[name][2], labels=["outcome"])
-        for outcome, n in self._events.items():
-            events.add_metric([outcome], n)
-        yield events
+        yield from self.events.collect()
         status = self.producer.spool_status()
         if status is None:
             return
