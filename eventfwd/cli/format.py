@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from eventfwd.core.records import DEAD_REASONS, DeadFilter
+from eventfwd.core.records import DEAD_REASONS, STATUS_PATTERN, DeadFilter, window_problem
 from eventfwd.core.schema.models import CONTROL_CHARS
 from eventfwd.ops.timefmt import ago, iso, now_ms, parse_when, span
 
@@ -72,7 +72,7 @@ class StatusPattern(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip().lower()
-        if text == "none" or re.fullmatch(r"[1-5](\d\d|xx)", text):
+        if STATUS_PATTERN.fullmatch(text):
             return text
         self.fail(
             f"{value!r} is not an HTTP status: use 400, 4xx, 5xx or none (no answer)", param, ctx
@@ -126,7 +126,7 @@ def make_filter(
     message: str | None = None,
     grep: str | None = None,
 ) -> DeadFilter:
-    if since is not None and until is not None and since > until:
+    if window_problem(since, until):
         raise click.BadParameter("--since is after --until", param_hint="'--since'")
     return DeadFilter(
         platforms=frozenset(platforms),

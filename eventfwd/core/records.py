@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -78,6 +79,17 @@ def status_matches(status: str, pattern: str) -> bool:
     if pattern.endswith("xx"):
         return len(status) == 3 and status[0] == pattern[0]
     return status == pattern
+
+
+# A dead-letter filter's last-status pattern: 400, 4xx, 5xx, or none (no answer).
+STATUS_PATTERN = re.compile(r"none|[1-5](\d\d|xx)")
+
+
+def window_problem(since_ms: int | None, until_ms: int | None) -> str | None:
+    """What is wrong with a since/until window (a filter that could match nothing), or None."""
+    if since_ms is not None and until_ms is not None and since_ms > until_ms:
+        return "since is after until"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

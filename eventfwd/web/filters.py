@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from eventfwd.core.records import DEAD_REASONS, DeadFilter
+from eventfwd.core.records import DEAD_REASONS, STATUS_PATTERN, DeadFilter, window_problem
 from eventfwd.ops.timefmt import parse_when
 
 FIELDS = ("platform", "reason", "status", "since", "until", "message", "grep")
-_STATUS = re.compile(r"^(none|[1-5](\d\d|xx))$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +31,7 @@ def read_filter(source: dict[str, str]) -> FormFilter:
     if reason and reason not in DEAD_REASONS:
         problems.append(f"reason must be one of {', '.join(DEAD_REASONS)}")
     status = params.get("status", "").lower()
-    if status and not _STATUS.match(status):
+    if status and not STATUS_PATTERN.fullmatch(status):
         problems.append("status: use 400, 4xx, 5xx or none")
     when: dict[str, int | None] = {"since": None, "until": None}
     for name in when:
@@ -42,6 +40,9 @@ def read_filter(source: dict[str, str]) -> FormFilter:
                 when[name] = parse_when(params[name])
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
+    window = window_problem(when["since"], when["until"])
+    if window:
+        problems.append(window)
     if problems:
         return FormFilter(params, DeadFilter(), "; ".join(problems))
     flt = DeadFilter(
