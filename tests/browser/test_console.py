@@ -223,7 +223,11 @@ def test_pause_parks_new_events_and_resume_drains_them(
     wait_for(lambda: browser.find_elements(By.ID, "note"), 10, what="the pause note")
     assert rclient.exists("eventfwd:pause:acme")
     ids = producer.enqueue_many("acme", [e | {"id": None} for e in example_events()])
-    time.sleep(3)  # pump runs every 0.2 s: plenty of time to send, were it not paused
+    # five pump runs and the engine's bell: plenty of chances to send, were it not paused
+    ticks = int(rclient.hget("eventfwd:beat", "ticks") or 0)
+    wait_for(
+        lambda: int(rclient.hget("eventfwd:beat", "ticks") or 0) >= ticks + 5, 10, what="pumps"
+    )
     assert len(sink.events()) == 1
     assert rclient.zcard("eventfwd:ready:acme") == len(ids)  # kept, ready for the resume
     browser.get(served.url + "/")

@@ -22,6 +22,7 @@ import redis
 from eventfwd.core.settings import Settings
 from eventfwd.devkit.samples import sample_events
 from tests.conftest import example_events
+from tests.support.ledger import backlog
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_for
 
@@ -249,7 +250,10 @@ def test_redis_stopped_mid_traffic_requests_keep_succeeding_and_each_event_arriv
         stack.worker()  # the app's spool drains while it is still open
         wait_for(lambda: len(sink.events()) >= len(events), 60, what="every event delivered")
     assert slowest_s < 1.0
-    time.sleep(0.5)
+    # every ack recorded: nothing is left that a lease could send again
+    probe = redis.Redis.from_url(stack.redis_url)
+    wait_for(lambda: backlog(probe, "acme") == 0, 10, what="the acks")
+    probe.close()
     counts = Counter(e["event"]["id"] for e in sink.events())
     assert set(counts) == set(ids) and max(counts.values()) == 1
     assert sink.stats()["requests"] == len(events)
