@@ -18,7 +18,7 @@ from typing import Any
 from bench.baseline_http import raw_post_rate
 from bench.context import RunContext
 from bench.events import events, wire_events
-from bench.harness import Sink, WorkerConfig, flush, start_redis
+from bench.harness import Sink, WorkerConfig, at_each_sink_latency, flush
 from bench.measure import Figure, Target, median
 from bench.stack import BASELINE_CONFIG, BaselineStack, Drain, OurStack, drain
 from eventfwd.devkit.localredis import LocalRedis
@@ -105,18 +105,9 @@ def _size(ctx: RunContext, measure: Callable[[int, float], Drain], label: str) -
 
 
 def run(ctx: RunContext) -> None:
-    server = start_redis(ctx.work, "redis-delivery")
-    results: dict[str, Any] = {}
-    try:
-        for latency_ms in (0, 50):
-            sink = Sink(ctx.work, latency_ms=latency_ms, name=f"sink-{latency_ms}ms").start()
-            try:
-                results[f"{latency_ms}ms"] = _at_latency(ctx, server, sink)
-            finally:
-                sink.stop()
-    finally:
-        server.stop()
-    ctx.details["delivery"] = results
+    ctx.details["delivery"] = at_each_sink_latency(
+        ctx.work, "delivery", lambda server, sink: _at_latency(ctx, server, sink)
+    )
 
 
 def _at_latency(ctx: RunContext, server: LocalRedis, sink: Sink) -> dict[str, Any]:

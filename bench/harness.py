@@ -13,7 +13,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -223,6 +223,51 @@ class Sink:
     def stop(self) -> None:
         self._http.close()
         self.proc.stop()
+
+
+@contextlib.contextmanager
+def running_redis(work: Path, name: str) -> Iterator[LocalRedis]:
+    """`start_redis`, stopped however the block ends."""
+    server = start_redis(work, name)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_sink(work: Path, name: str, latency_ms: int = 0) -> Iterator[Sink]:
+    """A started `Sink`, stopped however the block ends."""
+    sink = Sink(work, latency_ms=latency_ms, name=name).start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@contextlib.contextmanager
+def redis_and_sink(work: Path, name: str, latency_ms: int = 0) -> Iterator[tuple[LocalRedis, Sink]]:
+    """A scenario's private redis-server and sink (`redis-NAME`, `sink-NAME` in the work dir)."""
+    with (
+        running_redis(work, f"redis-{name}") as server,
+        running_sink(work, f"sink-{name}", latency_ms) as sink,
+    ):
+        yield server, sink
+
+
+def at_each_sink_latency(
+    work: Path,
+    name: str,
+    measure: Callable[[LocalRedis, Sink], dict[str, Any]],
+    latencies: tuple[int, ...] = (0, 50),
+) -> dict[str, Any]:
+    """`measure` against one Redis and a sink of each latency: {"0ms": ..., "50ms": ...}."""
+    out: dict[str, Any] = {}
+    with running_redis(work, f"redis-{name}") as server:
+        for latency_ms in latencies:
+            with running_sink(work, f"sink-{name}-{latency_ms}ms", latency_ms) as sink:
+                out[f"{latency_ms}ms"] = measure(server, sink)
+    return out
 
 
 def eventfwd_env(

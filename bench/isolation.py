@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.context import RunContext
 from bench.events import events
-from bench.harness import PLATFORM, Sink, flush, start_redis, wait_for
+from bench.harness import PLATFORM, Sink, flush, redis_and_sink, wait_for
 from bench.measure import Figure, Target, percentile
 from bench.producer import Producers
 from bench.stack import OurStack
@@ -86,11 +86,9 @@ def _accepted(sink: Sink, platform_id: str) -> int:
 
 
 def run(ctx: RunContext) -> None:
-    server = start_redis(ctx.work, "redis-isolation")
-    sink = Sink(ctx.work, name="sink-isolation").start()
     hung: list[dict[str, Any]] = []
     alone: list[dict[str, Any]] = []
-    try:
+    with redis_and_sink(ctx.work, "isolation") as (server, sink):
         for n in range(ctx.runs):
             ctx.say(f"isolation: run {n + 1}/{ctx.runs}: live events at 20/s, one platform hangs")
             hung.append(run_once(ctx, server, sink, hang=True, n=n))
@@ -101,9 +99,6 @@ def run(ctx: RunContext) -> None:
                 f"{SLOW_PLATFORM} hangs ({hung[-1]['slow_platform_requests']} requests held), "
                 f"{alone[-1]['p50_ms']}/{alone[-1]['p99_ms']} ms alone"
             )
-    finally:
-        sink.stop()
-        server.stop()
     ctx.details["isolation"] = {
         "rate_per_s": RATE_PER_S,
         "slow_backlog": SLOW_BACKLOG,

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.context import RunContext
 from bench.events import events, wire_events
-from bench.harness import PLATFORM, Sink, flush, start_redis, wait_for
+from bench.harness import PLATFORM, Sink, flush, redis_and_sink, wait_for
 from bench.measure import Figure, Target, median, percentile
 from bench.stack import BaselineStack, OurStack
 from eventfwd.devkit.localredis import LocalRedis
@@ -104,11 +104,9 @@ def _plain(ctx: RunContext, server: LocalRedis, sink: Sink, count: int, n: int) 
 
 def run(ctx: RunContext) -> None:
     count = min(SINK_KEEPS, RATE_PER_S * ctx.scale(20, 6))
-    server = start_redis(ctx.work, "redis-latency")
-    sink = Sink(ctx.work, name="sink-latency").start()
     ours: list[dict[str, float]] = []
     plain: list[dict[str, float]] = []
-    try:
+    with redis_and_sink(ctx.work, "latency") as (server, sink):
         for n in range(ctx.runs):
             ctx.say(f"latency: run {n + 1}/{ctx.runs}: {count} events at {RATE_PER_S}/s")
             ours.append(_ours(ctx, server, sink, count, n))
@@ -117,9 +115,6 @@ def run(ctx: RunContext) -> None:
                 f"latency: ours p50 {ours[-1]['p50_ms']} ms p99 {ours[-1]['p99_ms']} ms; "
                 f"plain p50 {plain[-1]['p50_ms']} ms p99 {plain[-1]['p99_ms']} ms"
             )
-    finally:
-        sink.stop()
-        server.stop()
     ctx.details["latency"] = {
         "rate_per_s": RATE_PER_S,
         "config": ctx.default_config.as_dict(),

@@ -23,7 +23,7 @@ from bench import delivery
 from bench.baseline_http import raw_post_rate
 from bench.context import RunContext
 from bench.events import events
-from bench.harness import PLATFORM, Sink, flush, start_redis
+from bench.harness import PLATFORM, Sink, at_each_sink_latency, flush
 from bench.measure import Figure, Target, median
 from bench.producer import Producers
 from bench.stack import OurStack, drain, redis_cpu_s
@@ -80,17 +80,10 @@ def run_ours(
 
 
 def run(ctx: RunContext) -> None:
-    server = start_redis(ctx.work, "redis-one-by-one")
     out: dict[str, Any] = {"producers": PRODUCERS, "config": ctx.default_config.as_dict()}
-    try:
-        for latency_ms in (0, 50):
-            sink = Sink(ctx.work, latency_ms=latency_ms, name=f"sink-obo-{latency_ms}ms").start()
-            try:
-                out[f"{latency_ms}ms"] = _at_latency(ctx, server, sink)
-            finally:
-                sink.stop()
-    finally:
-        server.stop()
+    out |= at_each_sink_latency(
+        ctx.work, "one-by-one", lambda server, sink: _at_latency(ctx, server, sink)
+    )
     ctx.details["one_by_one"] = out
 
 

@@ -25,7 +25,15 @@ import redis
 
 from bench.context import RunContext
 from bench.events import events, mean_body_bytes
-from bench.harness import PLATFORM, BenchError, Sink, flush, rss_kb, start_redis, wait_for
+from bench.harness import (
+    PLATFORM,
+    BenchError,
+    Sink,
+    flush,
+    redis_and_sink,
+    rss_kb,
+    wait_for,
+)
 from bench.measure import Figure, Target, median
 from bench.stack import OurStack
 from eventfwd.devkit.localredis import LocalRedis
@@ -202,11 +210,9 @@ def _window_rates(samples: list[tuple[float, int]]) -> list[float]:
 
 
 def run(ctx: RunContext) -> None:
-    server = start_redis(ctx.work, "redis-outage")
-    sink = Sink(ctx.work, name="sink-outage").start()
     memory: list[dict[str, Any]] = []
     drains: list[dict[str, Any]] = []
-    try:
+    with redis_and_sink(ctx.work, "outage") as (server, sink):
         for n in range(ctx.runs):
             ctx.say(f"outage: run {n + 1}/{ctx.runs}: {ctx.outage_events:,} events parked")
             memory.append(parked(ctx, server, sink, n))
@@ -223,9 +229,6 @@ def run(ctx: RunContext) -> None:
                 f"{d['steady_rate_per_s']:,.0f}/s (configured {ctx.drain_rate_per_s:g}/s), "
                 f"windows {d['window_rates_per_s']}"
             )
-    finally:
-        sink.stop()
-        server.stop()
     ctx.details["outage"] = {
         "drain_rate_configured_per_s": ctx.drain_rate_per_s,
         "config": ctx.default_config.as_dict(),

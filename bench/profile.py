@@ -23,7 +23,7 @@ import redis
 
 from bench.context import RunContext
 from bench.events import events
-from bench.harness import PLATFORM, ROOT, Sink, eventfwd_env, flush, start_redis
+from bench.harness import PLATFORM, ROOT, Sink, eventfwd_env, flush, redis_and_sink
 from eventfwd.core.connection import connect
 from eventfwd.core.ledger import Claim, Delivery, Ledger
 from eventfwd.core.settings import Settings
@@ -290,9 +290,7 @@ def _claim_ack_server_us(
 def run(ctx: RunContext) -> None:
     from bench import pyspy
 
-    server = start_redis(ctx.work, "redis-profile")
-    sink = Sink(ctx.work, name="sink-profile").start()
-    try:
+    with redis_and_sink(ctx.work, "profile") as (server, sink):
         ctx.say("profile: enqueue() in process")
         enqueue = profile_enqueue(ctx, server)
         flush(server)
@@ -301,9 +299,6 @@ def run(ctx: RunContext) -> None:
         flush(server)
         ctx.say("profile: sampling a live worker with py-spy")
         worker = pyspy.sample_worker(ctx, server, sink)
-    finally:
-        sink.stop()
-        server.stop()
     ctx.details["profile"] = {"enqueue": enqueue, "deliver": deliver, "worker_py_spy": worker}
     for name, p in (("enqueue()", enqueue), ("drain()", deliver)):
         ctx.say(f"profile: {name} {p['wall_us_per_event']} us/event {p['steps_us_per_event']}")

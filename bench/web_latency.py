@@ -20,7 +20,7 @@ from typing import Any
 from bench import delivery
 from bench.context import RunContext
 from bench.events import events, wire_events
-from bench.harness import PLATFORM, Sink, flush, start_redis, wait_for
+from bench.harness import PLATFORM, Sink, flush, redis_and_sink, wait_for
 from bench.latency import paced_at
 from bench.measure import Figure, Target, median, percentile
 from bench.producer import Producers
@@ -93,11 +93,9 @@ def run_plain(
 
 def run(ctx: RunContext) -> None:
     count = int(min(SINK_KEEPS, RATE_PER_S * ctx.scale(16, 6)))
-    server = start_redis(ctx.work, "redis-web-latency")
-    sink = Sink(ctx.work, latency_ms=SINK_LATENCY_MS, name="sink-web-latency").start()
     ours: list[dict[str, Any]] = []
     plain: list[dict[str, Any]] = []
-    try:
+    with redis_and_sink(ctx.work, "web-latency", latency_ms=SINK_LATENCY_MS) as (server, sink):
         ctx.say(f"web_latency: can the plain Celery task hold {RATE_PER_S:.0f}/s at 50 ms?")
         capacity = delivery.run_baseline(
             ctx, server, sink, PLAIN_CAPACITY_EVENTS, 20, scenario="web_latency"
@@ -113,9 +111,6 @@ def run(ctx: RunContext) -> None:
                 f"web_latency: ours p50 {ours[-1]['p50_ms']} ms p99 {ours[-1]['p99_ms']} ms "
                 f"(offered {ours[-1]['offered_per_s']}/s)"
             )
-    finally:
-        sink.stop()
-        server.stop()
     ctx.details["web_latency"] = {
         "rate_per_s": RATE_PER_S,
         "sink_latency_ms": SINK_LATENCY_MS,
