@@ -237,15 +237,22 @@ class Console:
             return Selection(), "", form.error
         return Selection(flt=form.flt), form.describe(), None
 
-    def bulk_confirm(self, req: Request, kind: str) -> Response:
+    def _bulk(self, kind: str, source: dict[str, str]) -> tuple[Selection, str] | Response:
+        """The selection of a bulk request, or the answer refusing it."""
         if kind not in ("replay", "purge"):
             return text("not found", 404)
-        sel, what, error = self._selection(req.query)
+        sel, what, error = self._selection(source)
         if error:
             return text(f"bad filter: {error}", 400)
-        now_ms = self.records.now_ms()
-        total = sel.count(self.records, until_ms=now_ms)
+        return sel, what
+
+    def bulk_confirm(self, req: Request, kind: str) -> Response:
+        asked = self._bulk(kind, req.query)
+        if isinstance(asked, Response):
+            return asked
+        sel, what = asked
         if sel.flt is not None:
+            total = sel.count(self.records, until_ms=self.records.now_ms())
             sample = dead_page(self.records, sel.flt, size=SAMPLE_SIZE).rows
         else:
             sample = [e for e in self.records.envelopes(list(sel.ids)) if e.state == "dead"]
@@ -264,11 +271,10 @@ class Console:
         )
 
     def bulk_start(self, req: Request, kind: str) -> Response:
-        if kind not in ("replay", "purge"):
-            return text("not found", 404)
-        sel, what, error = self._selection(req.form)
-        if error:
-            return text(f"bad filter: {error}", 400)
+        asked = self._bulk(kind, req.form)
+        if isinstance(asked, Response):
+            return asked
+        sel, what = asked
         started_ms = self.records.now_ms()
         total = sel.count(self.records, until_ms=started_ms)
         who = self.guard.who(req)
