@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import dead_record, import_dead
+from tests.support.dead import dead_record, import_dead
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from eventfwd.core.keys import Keys
-from tests.integration.test_cli import run
+from tests.support.dead import run
 from worker.heartbeat import record_beat_tick
 
 pytestmark = pytest.mark.integration

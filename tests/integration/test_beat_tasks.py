@@ -16,7 +16,7 @@ from eventfwd.core import task_names as tasks
 from eventfwd.core.lock import RedisLock, read_holder
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import make_dead
+from tests.support.dead import make_dead
 from tests.support.stack import wait_for
 from worker.app import celery_config, create_app
 from worker.beat import lock_ttl_s

@@ -18,7 +18,7 @@ import redis
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.settings import Settings
 from eventfwd.ops import bulk
-from tests.integration.test_cli import dead_record, import_dead, run
+from tests.support.dead import dead_record, import_dead, run
 from tests.support.stack import ROOT, wait_for
 from worker.retention import enforce_retention
 

@@ -13,7 +13,7 @@ import redis
 from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import dead_record, import_dead, run
+from tests.support.dead import dead_ids, dead_record, import_dead, run
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +30,13 @@ def messages(settings: Settings) -> dict[str, str]:
     return {"a": a, "b": b, "c": c}
 
 
-def ids(redis_url: str, *args: str) -> list[str]:
-    result = run(redis_url, "dead", "list", "--json", *args)
-    assert result.exit_code == 0, result.output
-    return [json.loads(line)["id"] for line in result.output.splitlines()]
-
-
 def test_dead_list_filters_by_moloco_message_in_any_case_and_by_body(
     redis_url: str, messages: dict[str, str]
 ) -> None:
-    assert ids(redis_url, "--message", "page_id") == [messages["a"], messages["b"]]
-    assert ids(redis_url, "--message", "currency", "--platform", "acme") == []
-    assert ids(redis_url, "--grep", messages["c"]) == [messages["c"]]
-    assert ids(redis_url, "--grep", "no-body-has-this") == []
+    assert dead_ids(redis_url, "--message", "page_id") == [messages["a"], messages["b"]]
+    assert dead_ids(redis_url, "--message", "currency", "--platform", "acme") == []
+    assert dead_ids(redis_url, "--grep", messages["c"]) == [messages["c"]]
+    assert dead_ids(redis_url, "--grep", "no-body-has-this") == []
 
 
 def test_dead_stats_by_message_counts_each_message(

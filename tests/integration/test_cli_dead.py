@@ -12,7 +12,7 @@ import redis
 from eventfwd.core.settings import Settings
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import dead_record, import_dead, make_dead, run
+from tests.support.dead import dead_ids, dead_record, import_dead, make_dead, run
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +34,13 @@ def mixed(settings: Settings) -> dict[str, str]:
     return dict(zip(["old400", "acme422", "acme503", "other_timeout", "expired"], ids, strict=True))
 
 
-def listed(redis_url: str, *args: str) -> list[str]:
-    result = run(redis_url, "dead", "list", "--json", *args)
-    assert result.exit_code == 0, result.output
-    return [json.loads(line)["id"] for line in result.output.splitlines()]
-
-
 def test_dead_list_filters_by_status_exact_class_and_none(
     redis_url: str, mixed: dict[str, str]
 ) -> None:
-    assert listed(redis_url, "--status", "400") == [mixed["old400"]]
-    assert listed(redis_url, "--status", "4xx") == [mixed["old400"], mixed["acme422"]]
-    assert listed(redis_url, "--status", "none") == [mixed["other_timeout"], mixed["expired"]]
-    assert listed(redis_url, "--status", "5xx", "--status", "none", "--platform", "other") == [
+    assert dead_ids(redis_url, "--status", "400") == [mixed["old400"]]
+    assert dead_ids(redis_url, "--status", "4xx") == [mixed["old400"], mixed["acme422"]]
+    assert dead_ids(redis_url, "--status", "none") == [mixed["other_timeout"], mixed["expired"]]
+    assert dead_ids(redis_url, "--status", "5xx", "--status", "none", "--platform", "other") == [
         mixed["other_timeout"],
         mixed["expired"],
     ]
@@ -55,30 +49,30 @@ def test_dead_list_filters_by_status_exact_class_and_none(
 def test_dead_list_filters_by_time_relative_and_absolute(
     redis_url: str, mixed: dict[str, str]
 ) -> None:
-    assert listed(redis_url, "--since", "3h") == [
+    assert dead_ids(redis_url, "--since", "3h") == [
         mixed["acme503"],
         mixed["other_timeout"],
         mixed["expired"],
     ]
-    assert listed(redis_url, "--until", "1d") == [mixed["old400"]]
+    assert dead_ids(redis_url, "--until", "1d") == [mixed["old400"]]
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 25 * 3600))
     until = str(int(time.time() * 1000) - 3 * HOUR_MS)
-    assert listed(redis_url, "--since", since, "--until", until) == [mixed["acme422"]]
+    assert dead_ids(redis_url, "--since", since, "--until", until) == [mixed["acme422"]]
 
 
 def test_dead_list_combines_filters_and_limit_zero_lists_all(
     redis_url: str, mixed: dict[str, str]
 ) -> None:
-    assert listed(redis_url, "--platform", "acme", "--reason", "retries_exhausted") == [
+    assert dead_ids(redis_url, "--platform", "acme", "--reason", "retries_exhausted") == [
         mixed["acme503"]
     ]
-    assert listed(redis_url, "--reason", "rejected", "--reason", "expired") == [
+    assert dead_ids(redis_url, "--reason", "rejected", "--reason", "expired") == [
         mixed["old400"],
         mixed["acme422"],
         mixed["expired"],
     ]
-    assert len(listed(redis_url, "--limit", "0")) == 5
-    assert len(listed(redis_url, "--limit", "2")) == 2
+    assert len(dead_ids(redis_url, "--limit", "0")) == 5
+    assert len(dead_ids(redis_url, "--limit", "2")) == 2
 
 
 def test_dead_list_table_names_the_filter_and_suggests_limit_0(
@@ -169,7 +163,7 @@ def test_export_purge_import_round_trip_restores_every_field(
     assert exported.output == f"exported 5 dead letter(s) to {path}\n"
     before = [json.loads(line) for line in path.read_text().splitlines()]
     assert run(redis_url, "dead", "purge", "--all", "--yes").exit_code == 0
-    assert listed(redis_url) == []
+    assert dead_ids(redis_url) == []
     imported = run(redis_url, "dead", "import", str(path))
     assert imported.exit_code == 0
     assert imported.output == "imported 5, replaced 0, refused 0\n"

@@ -16,7 +16,7 @@ from eventfwd.core.export import Importer, ImportRow
 from eventfwd.core.keys import Keys
 from eventfwd.core.settings import Settings
 from tests.conftest import example_events
-from tests.integration.test_cli import dead_record, run
+from tests.support.dead import dead_record, run
 
 pytestmark = pytest.mark.integration
 DEEP = "[" * 200_000 + "]" * 200_000

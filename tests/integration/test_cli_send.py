@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from eventfwd.cli.main import cli
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import run
+from tests.support.dead import run
 from tests.support.ledger import backlog
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from eventfwd.core.settings import Settings
 from eventfwd.core.vocabulary import RescheduleKind
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import run
+from tests.support.dead import run
 from tests.support.ledger import claim_ready
 from tests.support.stack import wait_for
 from worker.heartbeat import record_beat_tick

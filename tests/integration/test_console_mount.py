@@ -11,7 +11,7 @@ from werkzeug.test import Client
 
 from eventfwd.core.settings import Settings
 from eventfwd.web import create_app
-from tests.integration.test_cli import dead_record, import_dead
+from tests.support.dead import dead_record, import_dead
 
 pytestmark = pytest.mark.integration
 

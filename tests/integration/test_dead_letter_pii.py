@@ -16,7 +16,7 @@ import redis
 
 from eventfwd.core.ledger import Ledger
 from eventfwd.core.settings import Settings
-from tests.integration.test_cli import dead_record, import_dead, run
+from tests.support.dead import dead_record, import_dead, run
 from worker.retention import enforce_retention
 
 pytestmark = pytest.mark.integration

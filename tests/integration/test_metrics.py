@@ -28,7 +28,7 @@ from eventfwd.core.vocabulary import RescheduleKind
 from eventfwd.ops.metrics import FAMILIES
 from producers import EventProducer
 from tests.conftest import example_events
-from tests.integration.test_cli import dead_record, import_dead, make_dead
+from tests.support.dead import dead_record, import_dead, make_dead
 from tests.support.ledger import claim_ready
 from tests.support.redis_server import free_port
 from tests.support.stack import ROOT, wait_for

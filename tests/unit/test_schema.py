@@ -38,40 +38,10 @@ from eventfwd.core.schema.models import (
     Money,
 )
 from eventfwd.devkit.samples import sample_events
+from tests.support.events import DROP, ITEM_TYPES, NOW_MS, minimal, usd
 
-NOW_MS = 1_767_225_700_000
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "moloco_examples.jsonl"
 OPENAPI = Path(eventfwd.core.__file__).parent / "moloco" / "mcm-event-api.openapi.json"
-DROP = object()  # an override that removes the key
-ITEM_TYPES = ("ITEM_PAGE_VIEW", "ADD_TO_CART", "ADD_TO_WISHLIST", "PURCHASE")
-
-
-def usd(amount: Any = 1.5) -> dict[str, Any]:
-    return {"currency": "USD", "amount": amount}
-
-
-def minimal(event_type: Any = "HOME", **overrides: Any) -> dict[str, Any]:
-    """A valid event of the given type with only what its rules need; overrides win."""
-    event: dict[str, Any] = {
-        "event_type": event_type,
-        "timestamp": NOW_MS - 1_000,
-        "channel_type": "SITE",
-        "user_id": "u-1",
-    }
-    if event_type in ITEM_TYPES:
-        event["items"] = [{"id": "sku-1"}]
-    if event_type == "PURCHASE":
-        event["revenue"] = usd()
-    if event_type == "SEARCH":
-        event["search_query"] = "eye cream"
-    if event_type == "PAGE_VIEW":
-        event["page_id"] = "home"
-    for key, value in {"event_type": event_type, **overrides}.items():
-        if value is DROP:
-            event.pop(key, None)
-        else:
-            event[key] = value
-    return event
 
 
 def validate(event: Any, **kwargs: Any) -> ValidEvent:

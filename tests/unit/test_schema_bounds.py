@@ -11,21 +11,10 @@ import pytest
 from eventfwd.core.errors import MAX_REPORTED_ERRORS, InvalidEvent
 from eventfwd.core.schema import MAX_EVENT_BYTES, validate_event, validate_events
 from eventfwd.core.schema.clean import MAX_KEY_CHARS, suggestion
+from tests.support.events import NOW_MS, minimal
 
-NOW_MS = 1_767_225_700_000
 # Generous for a busy shared 2-core box: the unbounded walks took seconds.
 FAST_S = 0.5
-
-
-def minimal(**extra: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_type": "HOME",
-        "timestamp": NOW_MS - 1_000,
-        "channel_type": "SITE",
-        "user_id": "u-1",
-    }
-    event.update(extra)
-    return event
 
 
 def refused(event: Any) -> tuple[InvalidEvent, float]:

@@ -8,18 +8,13 @@ import pytest
 
 from eventfwd.core.errors import InvalidEvent
 from eventfwd.core.schema import validate_event, validate_events
-
-NOW_MS = 1_767_225_700_000
+from tests.support.events import DROP, NOW_MS
+from tests.support.events import minimal as base_minimal
 
 
 def minimal(**extra: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_type": "HOME",
-        "timestamp": NOW_MS - 1_000,
-        "channel_type": "SITE",
-    }
-    event.update(extra)
-    return event
+    """An event with no identifier unless a test gives one."""
+    return base_minimal(**{"user_id": DROP, **extra})
 
 
 def rules(event: Any) -> set[tuple[str, str]]:
