@@ -226,7 +226,8 @@ def test_sentinel_worker_and_producer_deliver(
     assert broker_ping(url) == 4
     deliver_through(stack_for(url), sink)
     direct = redis.Redis(port=master_port, password=MASTER_PASSWORD, db=4)
-    assert direct.hget("eventfwd:stats", "delivered") == b"2"
+    # the ack follows the sink's receipt by a moment
+    wait_for(lambda: direct.hget("eventfwd:stats", "delivered") == b"2", 10, what="the acks")
     assert direct.get("n") == b"1"
     direct.close()
 
